@@ -1,0 +1,134 @@
+"""nemo_notebook: the NemoVideo AI generation agent in Jupyter.
+
+``%load_ext nemo_notebook`` for the ``%%nemo`` / ``%nemo`` magics, :class:`Panel` for the widget
+panel, :class:`NemoClient` for scripts, and :mod:`nemo_notebook.emulator` for an offline backend.
+Importing the package loads neither IPython, ipywidgets, pandas nor the emulator's server stack.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._client import Credits, NemoClient, RenderJob, Reply, Session, Turn, TurnStream, UploadedFile
+from ._config import Timing
+from ._draft import Draft, Segment, SessionState, Track
+from ._errors import (
+    APIError,
+    AuthError,
+    ClientClosedError,
+    ClientIdError,
+    ConfigError,
+    ExportBlockedError,
+    ExportError,
+    ExportInProgressError,
+    FileTooLargeError,
+    InsufficientCreditsError,
+    NemoError,
+    NotebookError,
+    NothingToExportError,
+    RateLimitError,
+    RenderFailedError,
+    RenderTimeoutError,
+    ScopeError,
+    ServerError,
+    SessionNotFoundError,
+    StreamFailedError,
+    TransportError,
+    TurnError,
+    TurnTimeoutError,
+    UnsupportedFileError,
+)
+from ._events import (
+    Event,
+    Heartbeat,
+    Recovering,
+    StateDelta,
+    StillWorking,
+    StreamError,
+    TextChunk,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    TurnComplete,
+)
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._panel import Panel
+
+__all__ = [
+    "APIError",
+    "AuthError",
+    "ClientClosedError",
+    "ClientIdError",
+    "ConfigError",
+    "Credits",
+    "Draft",
+    "Event",
+    "ExportBlockedError",
+    "ExportError",
+    "ExportInProgressError",
+    "FileTooLargeError",
+    "Heartbeat",
+    "InsufficientCreditsError",
+    "NemoClient",
+    "NemoError",
+    "NotebookError",
+    "NothingToExportError",
+    "Panel",
+    "RateLimitError",
+    "Recovering",
+    "RenderFailedError",
+    "RenderJob",
+    "RenderTimeoutError",
+    "Reply",
+    "ScopeError",
+    "Segment",
+    "ServerError",
+    "Session",
+    "SessionNotFoundError",
+    "SessionState",
+    "StateDelta",
+    "StillWorking",
+    "StreamError",
+    "StreamFailedError",
+    "TextChunk",
+    "TextDelta",
+    "Timing",
+    "ToolCall",
+    "ToolResult",
+    "Track",
+    "TransportError",
+    "Turn",
+    "TurnComplete",
+    "TurnError",
+    "TurnStream",
+    "TurnTimeoutError",
+    "UnsupportedFileError",
+    "UploadedFile",
+    "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Panel":
+        from ._panel import Panel
+
+        return Panel
+    raise AttributeError(f"module 'nemo_notebook' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nemo_notebook``: register the ``%nemo`` / ``%%nemo`` magics."""
+    from ._magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext nemo_notebook`` (and ``%reload_ext``)."""
+    from ._magics import unload_ipython_extension as unload
+
+    unload(ipython)

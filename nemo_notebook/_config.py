@@ -1,0 +1,247 @@
+"""Settings from the environment, the client-id file, the token cache, timing and clocks.
+
+Nothing here does HTTP. The token cache holds anonymous tokens only, one per client id and API
+URL, in ``<config dir>/tokens.json`` with file mode 0600, so kernel restarts reuse the token
+instead of spending the one-token-per-7-days allowance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from ._errors import ConfigError
+from ._version import __version__
+
+DEFAULT_API_URL = "https://mega-api-prod.nemovideo.ai"
+DEFAULT_WEB_URL = "https://nemovideo.com"
+SKILL_SOURCE = "nemo-notebook"
+DEFAULT_PLATFORM = "jupyter"
+
+# Refresh a cached anonymous token this long before it expires.
+_EXPIRY_MARGIN_S = 300
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Every wait of the client, in seconds (PROTOCOL §3 and §5). Tests shrink these."""
+
+    still_working_every: float = 120.0
+    heartbeat_timeout: float = 600.0
+    turn_cap: float = 900.0
+    recovery_first_wait: float = 30.0
+    recovery_next_wait: float = 60.0
+    recovery_max_unchanged: int = 5
+    rate_limit_wait: float = 30.0
+    render_poll_min: float = 2.0
+    render_poll_max: float = 15.0
+    render_timeout: float = 600.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+
+
+class Clock(Protocol):
+    """Time source of the client; injected so tests run waits in milliseconds."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved connection settings: constructor arguments win over the environment."""
+
+    api_url: str
+    web_url: str
+    token: str | None
+    client_id: str | None
+    platform: str
+    config_dir: Path
+
+    def __repr__(self) -> str:
+        token = "set (hidden)" if self.token else "none"
+        return (
+            f"Settings(api_url={self.api_url!r}, web_url={self.web_url!r}, token={token}, "
+            f"platform={self.platform!r})"
+        )
+
+
+def resolve_settings(
+    *,
+    api_url: str | None = None,
+    token: str | None = None,
+    web_url: str | None = None,
+    client_id: str | None = None,
+    env: Mapping[str, str] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Combine constructor arguments and environment variables into :class:`Settings`."""
+    env = os.environ if env is None else env
+    token = (token if token is not None else env.get("NEMO_TOKEN", "")).strip() or None
+    if token is not None and any(ch.isspace() for ch in token):
+        raise ConfigError("The token contains whitespace; copy it again without spaces.")
+    return Settings(
+        api_url=_check_url(api_url or env.get("NEMO_API_URL") or DEFAULT_API_URL, "NEMO_API_URL"),
+        web_url=_check_url(web_url or env.get("NEMO_WEB_URL") or DEFAULT_WEB_URL, "NEMO_WEB_URL"),
+        token=token,
+        client_id=(client_id or env.get("NEMO_CLIENT_ID") or "").strip() or None,
+        platform=env.get("SKILL_SOURCE") or DEFAULT_PLATFORM,
+        config_dir=Path(config_dir) if config_dir is not None else default_config_dir(env),
+    )
+
+
+def _check_url(url: str, name: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{name} must be an http(s) URL such as {DEFAULT_API_URL!r}, got {url!r}."
+        )
+    return url.strip().rstrip("/")
+
+
+def default_config_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CONFIG_HOME/nemovideo``, else ``~/.config/nemovideo``."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "nemovideo"
+
+
+def attribution_headers(platform: str) -> dict[str, str]:
+    """The X-Skill-* headers every call carries (PROTOCOL §1)."""
+    return {
+        "X-Skill-Source": SKILL_SOURCE,
+        "X-Skill-Version": __version__,
+        "X-Skill-Platform": platform,
+    }
+
+
+def load_or_create_client_id(config_dir: Path) -> str:
+    """Read ``client_id`` from the config dir, or write a new UUID there."""
+    path = config_dir / "client_id"
+    with contextlib.suppress(OSError, ValueError):
+        return str(uuid.UUID(path.read_text(encoding="utf-8").strip()))
+    client_id = str(uuid.uuid4())
+    try:
+        write_private_file(path, client_id + "\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"Could not save the client id in {path}: {exc.strerror}. "
+            "Set NEMO_CLIENT_ID or XDG_CONFIG_HOME to a writable place."
+        ) from exc
+    return client_id
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write ``text`` atomically to ``path`` with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    token: str
+    user_id: str | None
+    expires_at: float  # Unix time
+
+    def __repr__(self) -> str:
+        return f"CachedToken(user_id={self.user_id!r}, expires_at={self.expires_at!r})"
+
+    def valid_at(self, now: float) -> bool:
+        return now < self.expires_at - _EXPIRY_MARGIN_S
+
+
+class TokenCache:
+    """Anonymous tokens by (client id, API URL) in a 0600 JSON file."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, config_dir: Path) -> None:
+        self.path = config_dir / "tokens.json"
+
+    @staticmethod
+    def _key(client_id: str, api_url: str) -> str:
+        return hashlib.sha256(f"{client_id}\n{api_url}".encode()).hexdigest()
+
+    def get(self, client_id: str, api_url: str, now: float | None = None) -> CachedToken | None:
+        entry = self._read().get(self._key(client_id, api_url))
+        if not isinstance(entry, dict):
+            return None
+        try:
+            cached = CachedToken(str(entry["token"]), entry.get("user_id"), float(entry["expires_at"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cached if cached.valid_at(time.time() if now is None else now) else None
+
+    def put(self, client_id: str, api_url: str, cached: CachedToken) -> None:
+        with self._lock:
+            entries = self._read()
+            entries[self._key(client_id, api_url)] = {
+                "token": cached.token,
+                "user_id": cached.user_id,
+                "expires_at": cached.expires_at,
+            }
+            self._write(entries)
+
+    def discard(self, client_id: str, api_url: str) -> None:
+        with self._lock:
+            entries = self._read()
+            if entries.pop(self._key(client_id, api_url), None) is not None:
+                self._write(entries)
+
+    def _read(self) -> dict[str, object]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, entries: dict[str, object]) -> None:
+        with contextlib.suppress(OSError):  # a read-only home must not break the client
+            write_private_file(self.path, json.dumps(entries, indent=1))
+
+
+def parse_expiry(value: object, now: float | None = None) -> float:
+    """An ``expires_at`` ISO-8601 string (or Unix seconds) as Unix time; 7 days when unknown."""
+    now = time.time() if now is None else now
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            return parsed.timestamp()
+    return now + 7 * 24 * 3600
