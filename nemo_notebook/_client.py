@@ -16,7 +16,7 @@ import tempfile
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -595,9 +595,7 @@ class Session:
         def files() -> dict[str, Any]:
             return {"files": (file_path.name, file_path.open("rb"), _mime_for(file_path))}
 
-        data = self._session_call(
-            "POST", f"/api/upload-video/nemo_agent/me/{self.id}", files=files
-        )
+        data = self._session_call("POST", f"/api/upload-video/nemo_agent/me/{self.id}", files=files)
         return tuple(UploadedFile.from_api(item) for item in _list_field(data, "files"))
 
     def upload_url(self, url: str) -> tuple[UploadedFile, ...]:
@@ -679,7 +677,8 @@ class TurnStream:
         self._client = session.client
         self._timing = session.client.timing
         self._clock = session.client.clock
-        self._queue: deque[tuple[Event, ...]] = deque()
+        self._queue: deque[tuple[float, tuple[Event, ...]]] = deque()
+        self._started = 0.0
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._reader_done = False
@@ -687,7 +686,7 @@ class TurnStream:
         self._timed_out = False
         self._consumer: threading.Thread | None = None
         self._response: httpx.Response | None = None
-        self._events = self._run()
+        self._events: Generator[Event, None, None] = self._run()
 
     def __iter__(self) -> TurnStream:
         return self
@@ -718,11 +717,12 @@ class TurnStream:
 
     # -- the turn
 
-    def _run(self) -> Iterator[Event]:
+    def _run(self) -> Generator[Event, None, None]:
         self._consumer = threading.current_thread()
         if self._closed.is_set():
             return
         before = self.session.state()
+        self._started = self._clock.monotonic()
         self._start_reader(self._open())
         merger, translator = TextMerger(), StreamTranslator()
         shown: list[str] = []
@@ -756,7 +756,11 @@ class TurnStream:
             after = self.session.state()
         else:
             yield Recovering(outcome)
-            after = self._recover(before, outcome)
+            recovered = self._recover(before, outcome)
+            if recovered is None:  # stopped while waiting
+                self._finish(Reply(self.message, "".join(shown), tuple(calls), stopped=True))
+                return
+            after = recovered
         self._finish(
             Reply(
                 message=self.message,
@@ -818,14 +822,14 @@ class TurnStream:
 
     def _read(self, response: httpx.Response) -> None:
         """Reader thread: SSE -> parsed events, queued for the consumer."""
-        queue, wake, closed = self._queue, self._wake, self._closed
+        queue, wake, closed, clock = self._queue, self._wake, self._closed, self._clock
         try:
             for sse in EventSource(response).iter_sse():
                 if closed.is_set():
                     break
                 events = parse_sse_data(sse.data)
                 if events:
-                    queue.append(events)
+                    queue.append((clock.monotonic(), events))
                     wake.set()
         except Exception as exc:  # a broken connection ends the stream; recovery follows
             if not closed.is_set():
@@ -837,16 +841,20 @@ class TurnStream:
             wake.set()
 
     def _pump(self) -> Iterator[Event]:
-        """Queued events with the turn's clocks applied (still-working, timeouts)."""
+        """Queued events with the turn's clocks applied (still-working, timeouts).
+
+        Times are arrival times stamped by the reader, so a slow consumer does not shift them.
+        """
         timing, clock, queue = self._timing, self._clock, self._queue
-        start = last_real = clock.monotonic()
+        start = last_real = self._started
         next_notice = start + timing.still_working_every
         while not self._closed.is_set():
             if queue:
-                for event in queue.popleft():
+                now, events = queue.popleft()
+                for event in events:
                     if not isinstance(event, Heartbeat):
-                        last_real = clock.monotonic()
-                        next_notice = last_real + timing.still_working_every
+                        last_real = now
+                        next_notice = now + timing.still_working_every
                     yield event
             elif self._reader_done:
                 if not queue:
@@ -855,7 +863,7 @@ class TurnStream:
             else:
                 self._wake.wait(self._POLL_S)
                 self._wake.clear()
-            now = clock.monotonic()
+                now = clock.monotonic()
             if now - last_real >= timing.heartbeat_timeout or now - start >= timing.turn_cap:
                 self._timed_out = True
                 return
@@ -876,12 +884,17 @@ class TurnStream:
         if self._response is not None:
             _shutdown_socket(self._response)
 
-    def _recover(self, before: SessionState, reason: str) -> SessionState:
-        """PROTOCOL §3 rule 3: wait, read state, report a change; give up after N unchanged."""
+    def _recover(self, before: SessionState, reason: str) -> SessionState | None:
+        """PROTOCOL §3 rule 3: wait, read state, report a change; give up after N unchanged.
+
+        Returns ``None`` when the turn is closed (Stop) while waiting.
+        """
         timing = self._timing
         wait, unchanged = timing.recovery_first_wait, 0
         while True:
-            self._sleep(wait)
+            self._clock.sleep(wait, self._closed)
+            if self._closed.is_set():
+                return None
             with contextlib.suppress(TransportError, ServerError, RateLimitError):
                 state = self.session.state()
                 if state.raw != before.raw:
@@ -896,11 +909,6 @@ class TurnStream:
                     "`%nemo status`, or send the message again to retry (a new, charged turn)."
                 )
             wait = timing.recovery_next_wait
-
-    def _sleep(self, seconds: float) -> None:
-        deadline = self._clock.monotonic() + seconds
-        while (left := deadline - self._clock.monotonic()) > 0:
-            self._clock.sleep(min(left, 0.5))
 
 
 _REASONS = {"dropped": "broke off", "timeout": "timed out (only keep-alives)"}
@@ -921,7 +929,7 @@ def raise_for_reply(reply: Reply, client: NemoClient) -> None:
             f"The agent reported an error: {said}. Nothing was retried; rephrase the request "
             "or try again."
         )
-    error.reply = reply  # type: ignore[attr-defined]
+    error.reply = reply
     raise error
 
 
@@ -986,7 +994,8 @@ class RenderJob:
     def _update(self, data: Mapping[str, Any]) -> None:
         self.status = str(data.get("status") or self.status)
         self.progress = _progress_fraction(data.get("progress"), self.progress)
-        output = data.get("output") if isinstance(data.get("output"), Mapping) else {}
+        output = data.get("output")
+        output = output if isinstance(output, Mapping) else {}
         url = output.get("url") or data.get("outputUrl") or data.get("output_url")
         self.output_url = str(url) if url else self.output_url
         self.error = str(data["error"]) if data.get("error") else self.error
@@ -1101,8 +1110,9 @@ def _mime_for(path: Path) -> str:
 
 def _close_file_field(item: Any) -> None:
     handle = item[1] if isinstance(item, tuple) and len(item) > 1 else None
-    if hasattr(handle, "close"):
-        handle.close()
+    close = getattr(handle, "close", None)
+    if close is not None:
+        close()
 
 
 def _download_target(path: str | os.PathLike[str] | None, job_id: str) -> Path:
@@ -1188,4 +1198,3 @@ def _progress_fraction(value: Any, default: float) -> float:
 
 def _path_of(url: str) -> str:
     return urlsplit(url).path or url
-

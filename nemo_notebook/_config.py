@@ -57,7 +57,9 @@ class Clock(Protocol):
 
     def monotonic(self) -> float: ...
 
-    def sleep(self, seconds: float) -> None: ...
+    def sleep(self, seconds: float, cancel: threading.Event | None = None) -> None:
+        """Wait ``seconds``, or less when ``cancel`` is set."""
+        ...
 
 
 class SystemClock:
@@ -66,9 +68,13 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
+    def sleep(self, seconds: float, cancel: threading.Event | None = None) -> None:
+        if seconds <= 0:
+            return
+        if cancel is None:
             time.sleep(seconds)
+        else:
+            cancel.wait(seconds)
 
 
 @dataclass(frozen=True)
@@ -200,7 +206,9 @@ class TokenCache:
         if not isinstance(entry, dict):
             return None
         try:
-            cached = CachedToken(str(entry["token"]), entry.get("user_id"), float(entry["expires_at"]))
+            cached = CachedToken(
+                str(entry["token"]), entry.get("user_id"), float(entry["expires_at"])
+            )
         except (KeyError, TypeError, ValueError):
             return None
         return cached if cached.valid_at(time.time() if now is None else now) else None

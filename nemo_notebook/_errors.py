@@ -72,7 +72,12 @@ def redact(text: str) -> str:
 
 
 class NemoError(Exception):
-    """Base of every error raised by nemo_notebook."""
+    """Base of every error raised by nemo_notebook.
+
+    ``reply`` holds the partial :class:`~nemo_notebook.Reply` when a chat turn failed.
+    """
+
+    reply: object | None = None
 
     def __init__(self, message: str) -> None:
         self.message = redact(message)

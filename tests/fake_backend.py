@@ -30,7 +30,7 @@ class FakeClock:
         with self._lock:
             return self.now
 
-    def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float, cancel: threading.Event | None = None) -> None:
         self.sleeps.append(seconds)
         self.advance(seconds)
 
@@ -70,7 +70,12 @@ def draft_with_video(title: str | None = None) -> dict[str, Any]:
     ]
     if title:
         tracks.append(
-            {"id": "t", "tt": 7, "n": "Title", "sg": [{"id": "t1", "st": 0, "d": 3000, "tx": title}]}
+            {
+                "id": "t",
+                "tt": 7,
+                "n": "Title",
+                "sg": [{"id": "t1", "st": 0, "d": 3000, "tx": title}],
+            }
         )
     return {"d": 10000, "m": {"width": 1920, "height": 1080, "fps": 30}, "t": tracks}
 
@@ -129,7 +134,9 @@ class FakeBackend:
             body = json.loads(request.content)
             return ok({"id": body["id"], "status": "pending", "progress": 0})
         if path.startswith("/api/render/proxy/lambda/"):
-            return ok(self.render_script.pop(0) if len(self.render_script) > 1 else self.render_script[0])
+            return ok(
+                self.render_script.pop(0) if len(self.render_script) > 1 else self.render_script[0]
+            )
         if path in self.downloads:
             return httpx.Response(200, content=self.downloads[path])
         return httpx.Response(404, json={"code": 404, "message": "no such route"})
@@ -140,14 +147,21 @@ class FakeBackend:
         token = self.tokens.pop(0)
         self.valid_tokens.add(token)
         return ok(
-            {"token": token, "user_id": "anon_1", "expires_at": "2099-01-01T00:00:00Z",
-             "credits": 100}  # fmt: skip
+            {
+                "token": token,
+                "user_id": "anon_1",
+                "expires_at": "2099-01-01T00:00:00Z",
+                "credits": 100,
+            }
         )
 
     def _state(self) -> dict[str, Any]:
         self.state_reads += 1
         index = 0
-        if self.state_changes_after_reads is not None and self.state_reads > self.state_changes_after_reads:
+        if (
+            self.state_changes_after_reads is not None
+            and self.state_reads > self.state_changes_after_reads
+        ):
             index = len(self.drafts) - 1
         elif self.state_changes_after_reads is None:
             index = min(self.state_reads - 1, len(self.drafts) - 1)
