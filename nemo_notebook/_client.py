@@ -721,7 +721,7 @@ class TurnStream:
         self._consumer = threading.current_thread()
         if self._closed.is_set():
             return
-        before = self.session.state()
+        before = self._state_or_none()
         self._started = self._clock.monotonic()
         self._start_reader(self._open())
         merger, translator = TextMerger(), StreamTranslator()
@@ -753,7 +753,7 @@ class TurnStream:
             shown.append(rest)
             yield TextDelta(rest)
         if outcome == "ended":
-            after = self.session.state()
+            after = self._state_or_none()
         else:
             yield Recovering(outcome)
             recovered = self._recover(before, outcome)
@@ -766,7 +766,7 @@ class TurnStream:
                 message=self.message,
                 text="".join(shown),
                 tool_calls=tuple(calls),
-                changes=before.draft.diff(after.draft),
+                changes=before.draft.diff(after.draft) if before and after else (),
                 state=after,
                 state_before=before,
                 actions=translator.actions,
@@ -774,6 +774,16 @@ class TurnStream:
                 recovered=outcome != "ended",
             )
         )
+
+    def _state_or_none(self) -> SessionState | None:
+        """The session state, or ``None`` from a server without the state endpoint (plain ADK)."""
+        try:
+            return self.session.state()
+        except APIError as exc:
+            if exc.code is None and exc.status in (404, 405, 501):
+                log.info("This server has no session state endpoint; changes are not tracked.")
+                return None
+            raise
 
     def _finish(self, reply: Reply) -> None:
         self.reply = reply
@@ -884,11 +894,17 @@ class TurnStream:
         if self._response is not None:
             _shutdown_socket(self._response)
 
-    def _recover(self, before: SessionState, reason: str) -> SessionState | None:
+    def _recover(self, before: SessionState | None, reason: str) -> SessionState | None:
         """PROTOCOL §3 rule 3: wait, read state, report a change; give up after N unchanged.
 
         Returns ``None`` when the turn is closed (Stop) while waiting.
         """
+        if before is None:
+            self._closed.set()
+            raise TurnTimeoutError(
+                f"The stream {_REASONS.get(reason, reason)} and this server offers no session "
+                "state to check what happened. The message was not sent again."
+            )
         timing = self._timing
         wait, unchanged = timing.recovery_first_wait, 0
         while True:

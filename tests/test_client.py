@@ -460,3 +460,18 @@ def test_credits_and_claim_link():
 def test_tool_call_status_is_human():
     call = ToolCall("generate_image", {"prompt": "x"})
     assert "{" not in call.status and call.status
+
+
+def test_a_server_without_the_state_endpoint_still_answers():
+    """A stock ADK api_server has /run_sse but not the NemoVideo state endpoint."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/run_sse":
+            body = sse(adk_text("Hello ", partial=True)) + sse(adk_text("Hello there."))
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    client = NemoClient(api_url=API, token=TOKEN, transport=httpx.MockTransport(handler))
+    reply = client.session("s1").send("hi")
+    assert reply.text == "Hello there."
+    assert reply.state is None and reply.changes == ()
