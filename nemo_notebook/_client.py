@@ -398,7 +398,7 @@ class NemoClient:
     def _error_for(self, response: httpx.Response, body: Mapping[str, Any]) -> APIError:
         status = response.status_code
         code = body.get("code") if isinstance(body.get("code"), int) else None
-        said = str(body.get("message") or body.get("error") or "").strip()
+        said = str(body.get("message") or body.get("error") or body.get("detail") or "").strip()
         request_id = response.headers.get("x-request-id")
         if code in (None, 0) and status == 401:
             code = 1001
@@ -415,7 +415,7 @@ class NemoClient:
                 "Your NEMO_TOKEN is invalid or expired. Get a new token at "
                 f"{web} and set NEMO_TOKEN, or unset it to use an anonymous token."
             )
-        if code == 1002:
+        if code == 1002 or (code is None and status == 404 and "session" in said.lower()):
             return SessionNotFoundError, (
                 "That session was not found (it may have expired or belong to another account). "
                 "Start a new one with client.create_session() or `%nemo connect`."
@@ -459,7 +459,9 @@ class NemoClient:
             )
         if status >= 500:
             return ServerError, "The server failed to answer. Try again in a moment."
-        return APIError, f"The server refused the request (HTTP {status})."
+        if status == 404:
+            return APIError, "The server has no such resource; is NEMO_API_URL the right server?"
+        return APIError, "The server refused the request."
 
     def _out_of_credits_advice(self) -> str:
         if self._anonymous and self.user_id:
