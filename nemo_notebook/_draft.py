@@ -1,0 +1,681 @@
+"""Pure model of the session draft (PROTOCOL §6): tracks, segments, summary, diff, table.
+
+The draft is kept as the dict the server sent; the classes here only read it. Missing keys and
+wrong types are tolerated everywhere (a number that is not a number reads as its default), and
+unknown keys are kept untouched by :meth:`Draft.to_dict`. pandas is imported only inside
+:meth:`Draft.to_dataframe`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = [
+    "DATAFRAME_COLUMNS",
+    "TRACK_AUDIO",
+    "TRACK_TEXT",
+    "TRACK_VIDEO",
+    "Draft",
+    "Segment",
+    "SessionState",
+    "Track",
+    "format_range",
+    "format_seconds",
+]
+
+TRACK_VIDEO = 0
+TRACK_AUDIO = 1
+TRACK_TEXT = 7
+
+#: Columns of :meth:`Draft.to_dataframe`, in order.
+DATAFRAME_COLUMNS = (
+    "track",
+    "type",
+    "label",
+    "start_s",
+    "end_s",
+    "duration_s",
+    "volume",
+    "source",
+)
+
+_MAX_MS = 10**12  # ~31 years: larger values are clamped so arithmetic stays cheap
+_MAX_VOLUME = 100.0
+_LABEL_LIMIT = 60
+_MAX_DRAFT_JSON_CHARS = 32 * 1024 * 1024
+
+# ------------------------------------------------------------------------------ small readers
+
+
+def _number(value: object) -> float | None:
+    """A finite number from an int, float or numeric string; anything else is ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return float(min(max(value, -_MAX_MS), _MAX_MS))
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str) and len(value) <= 32:
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _ms(value: object, default: int = 0) -> int:
+    number = _number(value)
+    if number is None:
+        return default
+    return int(min(max(round(number), 0), _MAX_MS))
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _identifier(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _one_line(text: str, limit: int = _LABEL_LIMIT) -> str:
+    """Whitespace collapsed and cut to ``limit`` characters, for one-line displays."""
+    line = " ".join(text[: limit * 4].split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _copy_json(value: Any) -> Any:
+    """Deep copy of dicts/lists/tuples without recursion (deeply nested input is safe)."""
+    if not isinstance(value, (Mapping, list, tuple)):
+        return value
+    memo: dict[int, Any] = {}
+
+    def container(item: Any) -> Any:
+        copy: Any = {} if isinstance(item, Mapping) else []
+        memo[id(item)] = copy
+        stack.append((item, copy))
+        return copy
+
+    stack: list[tuple[Any, Any]] = []
+    root = container(value)
+    while stack:
+        source, target = stack.pop()
+        items: Iterable[tuple[Any, Any]] = (
+            source.items() if isinstance(source, Mapping) else enumerate(source)
+        )
+        for key, item in items:
+            if isinstance(item, (Mapping, list, tuple)):
+                item = memo[id(item)] if id(item) in memo else container(item)
+            if isinstance(target, dict):
+                target[key] = item
+            else:
+                target.append(item)
+    return root
+
+
+def format_seconds(ms: int) -> str:
+    """``10000`` -> ``"10"``, ``2500`` -> ``"2.5"`` (one decimal, only when not whole)."""
+    tenths = (max(ms, 0) + 50) // 100
+    whole, fraction = divmod(tenths, 10)
+    return str(whole) if fraction == 0 else f"{whole}.{fraction}"
+
+
+def format_range(start_ms: int, end_ms: int) -> str:
+    """``(0, 10000)`` -> ``"0-10s"``."""
+    return f"{format_seconds(start_ms)}-{format_seconds(end_ms)}s"
+
+
+def _percent(volume: float | None) -> str:
+    return "default" if volume is None else f"{math.floor(volume * 100 + 0.5)}%"
+
+
+# ---------------------------------------------------------------------------------- segment
+
+
+@dataclass(frozen=True, repr=False)
+class Segment:
+    """One segment of a track, read from its raw dict (keys ``id st d so n src v fi fo tx``)."""
+
+    raw: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, Mapping):
+            object.__setattr__(self, "raw", {})
+
+    @property
+    def id(self) -> str | None:
+        return _identifier(self.raw.get("id"))
+
+    @property
+    def start_ms(self) -> int:
+        return _ms(self.raw.get("st"))
+
+    @property
+    def duration_ms(self) -> int:
+        return _ms(self.raw.get("d"))
+
+    @property
+    def end_ms(self) -> int:
+        return self.start_ms + self.duration_ms
+
+    @property
+    def source_offset_ms(self) -> int:
+        return _ms(self.raw.get("so"))
+
+    @property
+    def label(self) -> str | None:
+        return _text(self.raw.get("n"))
+
+    @property
+    def src(self) -> str | None:
+        return _text(self.raw.get("src"))
+
+    @property
+    def volume(self) -> float | None:
+        number = _number(self.raw.get("v"))
+        return None if number is None else min(max(number, 0.0), _MAX_VOLUME)
+
+    @property
+    def fade_in_ms(self) -> int:
+        return _ms(self.raw.get("fi"))
+
+    @property
+    def fade_out_ms(self) -> int:
+        return _ms(self.raw.get("fo"))
+
+    @property
+    def text(self) -> str | None:
+        return _text(self.raw.get("tx"))
+
+    @property
+    def style(self) -> dict[str, Any]:
+        return dict(_mapping(self.raw.get("style")))
+
+    @property
+    def range_text(self) -> str:
+        """``"0-10s"``."""
+        return format_range(self.start_ms, self.end_ms)
+
+    @property
+    def source_name(self) -> str | None:
+        """The file name at the end of :attr:`src`, if any."""
+        src = self.src
+        if src is None:
+            return None
+        try:
+            path = urlsplit(src[:2000]).path
+        except ValueError:
+            path = src[:2000]
+        name = unquote(path.rstrip("/").rsplit("/", 1)[-1])
+        return _text(name)
+
+    def __repr__(self) -> str:
+        name = self.text or self.label or self.source_name
+        named = f", {_one_line(name, 30)!r}" if name else ""
+        ident = f"id={self.id!r}, " if self.id is not None else ""
+        return f"Segment({ident}{self.range_text}{named})"
+
+
+# ------------------------------------------------------------------------------------ track
+
+
+@dataclass(frozen=True, repr=False)
+class Track:
+    """One track: its type (``tt``: 0 video, 1 audio, 7 text), name and segments."""
+
+    raw: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, Mapping):
+            object.__setattr__(self, "raw", {})
+
+    @property
+    def id(self) -> str | None:
+        return _identifier(self.raw.get("id"))
+
+    @property
+    def type(self) -> int | None:
+        number = _number(self.raw.get("tt"))
+        return int(number) if number is not None and number.is_integer() else None
+
+    @property
+    def name(self) -> str | None:
+        """The track's own ``n`` (e.g. ``"BGM"``, ``"Captions"``)."""
+        name = _text(self.raw.get("n"))
+        return None if name is None else _one_line(name, 30)
+
+    @property
+    def kind(self) -> str:
+        """What people call the track: ``"Video"``, ``"BGM"``, ``"Title"``, ``"Captions"``…"""
+        kind = self.type
+        if kind == TRACK_VIDEO:
+            return "Video"
+        if kind == TRACK_AUDIO:
+            return self.name or "BGM"
+        if kind == TRACK_TEXT:
+            return self.name or "Title"
+        if kind is None:
+            return self.name or "Track"
+        return f"Track {kind}"
+
+    @cached_property
+    def segments(self) -> tuple[Segment, ...]:
+        items = self.raw.get("sg")
+        if not isinstance(items, list):
+            return ()
+        return tuple(Segment(item) for item in items if isinstance(item, Mapping))
+
+    @property
+    def end_ms(self) -> int:
+        return max((segment.end_ms for segment in self.segments), default=0)
+
+    def describe_segment(self, segment: Segment, quote: str = '"', timing: bool = True) -> str:
+        """``'"Urban Dreams" (0-3s)'`` or ``"Lo-fi (0-10s, 35%)"`` (``timing=False``: name only)."""
+        name = self.segment_name(segment, quote)
+        if not timing:
+            return name or segment.range_text
+        details = segment.range_text
+        if self.type == TRACK_AUDIO and segment.volume is not None:
+            details += f", {_percent(segment.volume)}"
+        return f"{name} ({details})" if name else f"({details})"
+
+    def segment_name(self, segment: Segment, quote: str = '"') -> str | None:
+        """Quoted text for text segments, else the label, else the source file name."""
+        text = segment.text
+        if text is not None and (self.type == TRACK_TEXT or segment.label is None):
+            return f"{quote}{_one_line(text)}{quote}"
+        name = segment.label or segment.source_name
+        return None if name is None else _one_line(name)
+
+    def describe(self, quote: str = '"', timing: bool = True) -> str:
+        """All segments, comma-separated (``"empty"`` without segments)."""
+        parts = [self.describe_segment(segment, quote, timing) for segment in self.segments]
+        return ", ".join(parts) if parts else "empty"
+
+    def __repr__(self) -> str:
+        return f"Track({self.kind!r}, segments={len(self.segments)})"
+
+
+# ------------------------------------------------------------------------------------ draft
+
+
+@dataclass(frozen=True, repr=False)
+class Draft:
+    """The session's draft: ``{"d": ms, "m": {...}, "t": [tracks]}``; read-only view of ``raw``."""
+
+    raw: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, Mapping):
+            object.__setattr__(self, "raw", {})
+
+    @classmethod
+    def from_dict(cls, data: object) -> Draft:
+        """A draft from the server's dict (deep-copied); ``None`` or garbage gives an empty one."""
+        return cls(_copy_json(data) if isinstance(data, Mapping) else {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep copy of the raw draft, unknown keys included."""
+        copy: dict[str, Any] = _copy_json(self.raw)
+        return copy
+
+    @cached_property
+    def tracks(self) -> tuple[Track, ...]:
+        items = self.raw.get("t")
+        if not isinstance(items, list):
+            return ()
+        return tuple(Track(item) for item in items if isinstance(item, Mapping))
+
+    @property
+    def duration_ms(self) -> int:
+        """``d`` when it is a positive number, else the end of the last segment."""
+        declared = _ms(self.raw.get("d"))
+        return declared or max((track.end_ms for track in self.tracks), default=0)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(_mapping(self.raw.get("m")))
+
+    def _meta_int(self, key: str) -> int | None:
+        number = _number(_mapping(self.raw.get("m")).get(key))
+        return int(number) if number is not None and number > 0 else None
+
+    @property
+    def width(self) -> int | None:
+        return self._meta_int("width")
+
+    @property
+    def height(self) -> int | None:
+        return self._meta_int("height")
+
+    @property
+    def fps(self) -> int | None:
+        return self._meta_int("fps")
+
+    @property
+    def title(self) -> str | None:
+        return _text(_mapping(self.raw.get("m")).get("title"))
+
+    @property
+    def ready_for_export(self) -> bool:
+        """At least one track has a non-empty segment list (PROTOCOL §5)."""
+        return any(
+            isinstance(track.raw.get("sg"), list) and track.raw["sg"] for track in self.tracks
+        )
+
+    def summary(self) -> str:
+        """One line: ``Timeline (3 tracks): 1. Video: city timelapse (0-10s) 2. BGM: …``."""
+        tracks = self.tracks
+        if not tracks:
+            return "Timeline (0 tracks): empty"
+        noun = "track" if len(tracks) == 1 else "tracks"
+        items = " ".join(
+            f"{number}. {track.kind}: {track.describe()}" for number, track in enumerate(tracks, 1)
+        )
+        return f"Timeline ({len(tracks)} {noun}): {items}"
+
+    def diff(self, after: Draft) -> tuple[str, ...]:
+        """Human lines saying what changed from this draft to ``after`` (``()`` if nothing)."""
+        lines: list[str] = []
+        removed, pairs = _match(self.tracks, after.tracks, _track_key)
+        for track in removed:
+            lines.append(_removed_line(track.kind, track.describe("'", False)))
+        for before_track, after_track in pairs:
+            if before_track is None:
+                lines.append(_added_line(after_track.kind, after_track.describe("'")))
+            else:
+                lines.extend(_track_changes(before_track, after_track))
+        lines.extend(_canvas_changes(self, after))
+        before_ms, after_ms = self.duration_ms, after.duration_ms
+        if format_seconds(before_ms) != format_seconds(after_ms):
+            lines.append(f"Duration {format_seconds(before_ms)}s -> {format_seconds(after_ms)}s")
+        return tuple(lines)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per segment with the :data:`DATAFRAME_COLUMNS` keys."""
+        rows = []
+        for number, track in enumerate(self.tracks, 1):
+            for segment in track.segments:
+                label = segment.text if track.type == TRACK_TEXT else None
+                rows.append(
+                    {
+                        "track": number,
+                        "type": track.kind,
+                        "label": label or segment.label or segment.text,
+                        "start_s": segment.start_ms / 1000,
+                        "end_s": segment.end_ms / 1000,
+                        "duration_s": segment.duration_ms / 1000,
+                        "volume": segment.volume,
+                        "source": segment.src,
+                    }
+                )
+        return rows
+
+    def to_dataframe(self) -> pandas.DataFrame:
+        """The tracks table (one row per segment); ``df.attrs["caption"]`` is :meth:`summary`."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows(), columns=list(DATAFRAME_COLUMNS))
+        frame["volume"] = frame["volume"].astype("float64")
+        frame.attrs["caption"] = self.summary()
+        return frame
+
+    def __repr__(self) -> str:
+        duration = format_seconds(self.duration_ms)
+        return f"Draft(tracks={len(self.tracks)}, duration={duration}s)"
+
+
+# ------------------------------------------------------------------------------------- diff
+
+_Item = TypeVar("_Item", Track, Segment)
+
+
+def _track_key(track: Track) -> Hashable:
+    return track.type
+
+
+def _segment_key(segment: Segment) -> Hashable:
+    return None
+
+
+def _match(
+    before: Sequence[_Item], after: Sequence[_Item], key: Callable[[_Item], Hashable]
+) -> tuple[list[_Item], list[tuple[_Item | None, _Item]]]:
+    """Pairs by id when both sides have one, else by ``key`` and position.
+
+    Returns the removed ``before`` items, and every ``after`` item in order with its match
+    (``None`` when it is new).
+    """
+    first_with_id: dict[str, int] = {}
+    for index, item in enumerate(before):
+        if item.id is not None:
+            first_with_id.setdefault(item.id, index)
+    matched: list[int | None] = [None] * len(after)
+    used: set[int] = set()
+    for position, item in enumerate(after):
+        same_id = first_with_id.get(item.id) if item.id is not None else None
+        if same_id is not None and same_id not in used:
+            matched[position] = same_id
+            used.add(same_id)
+    pools: dict[Hashable, list[int]] = {}
+    for index, item in enumerate(before):
+        if index not in used:
+            pools.setdefault(key(item), []).append(index)
+    for position, item in enumerate(after):
+        if matched[position] is None:
+            pool = pools.get(key(item), [])
+            # Two different ids mean two different things, even at the same position.
+            found = next((i for i in pool if _may_be_same(before[i].id, item.id)), None)
+            if found is not None:
+                pool.remove(found)
+                matched[position] = found
+                used.add(found)
+    removed = [item for index, item in enumerate(before) if index not in used]
+    pairs = [
+        (None if index is None else before[index], item)
+        for index, item in zip(matched, after, strict=True)
+    ]
+    return removed, pairs
+
+
+def _may_be_same(before_id: str | None, after_id: str | None) -> bool:
+    return before_id is None or after_id is None or before_id == after_id
+
+
+def _added_line(kind: str, description: str) -> str:
+    return f"{kind} added" if description == "empty" else f"{kind} added: {description}"
+
+
+def _removed_line(kind: str, description: str) -> str:
+    return f"{kind} removed" if description == "empty" else f"{kind} removed: {description}"
+
+
+def _track_changes(before: Track, after: Track) -> list[str]:
+    lines: list[str] = []
+    kind = after.kind
+    removed, pairs = _match(before.segments, after.segments, _segment_key)
+    for segment in removed:
+        lines.append(_removed_line(kind, before.describe_segment(segment, "'", timing=False)))
+    for old, new in pairs:
+        if old is None:
+            lines.append(_added_line(kind, after.describe_segment(new, "'")))
+        else:
+            lines.extend(_segment_changes(kind, before, old, after, new))
+    return lines
+
+
+def _segment_changes(
+    kind: str, before_track: Track, old: Segment, after_track: Track, new: Segment
+) -> list[str]:
+    lines = []
+    old_name = before_track.segment_name(old, "'")
+    new_name = after_track.segment_name(new, "'")
+    if old.src != new.src:
+        if old_name == new_name or old_name is None or new_name is None:
+            old_name, new_name = old.source_name or "none", new.source_name or "none"
+        lines.append(f"{kind} replaced: {old_name} -> {new_name}")
+    elif old.label != new.label and old.text == new.text:
+        lines.append(f"{kind} renamed: '{old.label or ''}' -> '{new.label or ''}'")
+    if old.text != new.text:
+        lines.append(f"{kind} text '{_one_line(old.text or '')}' -> '{_one_line(new.text or '')}'")
+    lines.extend(_timing_changes(kind, after_track.segment_name(new, "'"), old, new))
+    if _percent(old.volume) != _percent(new.volume):
+        lines.append(f"{kind} volume {_percent(old.volume)} -> {_percent(new.volume)}")
+    for what, old_ms, new_ms in (
+        ("fade-in", old.fade_in_ms, new.fade_in_ms),
+        ("fade-out", old.fade_out_ms, new.fade_out_ms),
+    ):
+        if format_seconds(old_ms) != format_seconds(new_ms):
+            lines.append(f"{kind} {what} {format_seconds(old_ms)}s -> {format_seconds(new_ms)}s")
+    changed_style = _changed_keys(old.style, new.style)
+    if changed_style:
+        lines.append(f"{kind} style changed: {changed_style}")
+    return lines
+
+
+def _timing_changes(kind: str, name: str | None, old: Segment, new: Segment) -> list[str]:
+    subject = f"{name} " if name else ""
+    old_range, new_range = old.range_text, new.range_text
+    trimmed = format_seconds(old.duration_ms) != format_seconds(new.duration_ms)
+    if old_range != new_range:
+        verb = "trimmed" if trimmed else "moved"
+        return [f"{kind} {verb}: {subject}{old_range} -> {new_range}"]
+    old_in, new_in = format_seconds(old.source_offset_ms), format_seconds(new.source_offset_ms)
+    if old_in != new_in:
+        return [f"{kind} trimmed: {subject}in-point {old_in}s -> {new_in}s"]
+    return []
+
+
+_CONTAINERS = (Mapping, list, tuple)
+
+
+def _same(first: object, second: object) -> bool:
+    """JSON equality without recursion (NaN equals NaN), safe for absurdly nested values."""
+    stack = [(first, second)]
+    while stack:
+        left, right = stack.pop()
+        if left is right:
+            continue
+        if isinstance(left, Mapping) and isinstance(right, Mapping):
+            if len(left) != len(right) or any(key not in right for key in left):
+                return False
+            stack.extend((left[key], right[key]) for key in left)
+        elif isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
+            if len(left) != len(right):
+                return False
+            stack.extend(zip(left, right, strict=True))
+        elif isinstance(left, float) and isinstance(right, float):
+            if left != right and not (math.isnan(left) and math.isnan(right)):
+                return False
+        elif isinstance(left, _CONTAINERS) or isinstance(right, _CONTAINERS) or left != right:
+            return False
+    return True
+
+
+def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    keys = [key for key in {**old, **new} if not _same(old.get(key), new.get(key))]
+    names = sorted(_one_line(str(key), 20) for key in keys)
+    shown = ", ".join(names[:5])
+    return shown + (", …" if len(names) > 5 else "")
+
+
+def _canvas_changes(before: Draft, after: Draft) -> list[str]:
+    lines = []
+    old_size, new_size = (before.width, before.height), (after.width, after.height)
+    if None not in old_size and None not in new_size and old_size != new_size:
+        lines.append(f"Canvas {old_size[0]}x{old_size[1]} -> {new_size[0]}x{new_size[1]}")
+    if before.fps and after.fps and before.fps != after.fps:
+        lines.append(f"Frame rate {before.fps} -> {after.fps} fps")
+    if before.title and after.title and before.title != after.title:
+        lines.append(f"Project title '{_one_line(before.title)}' -> '{_one_line(after.title)}'")
+    return lines
+
+
+# ---------------------------------------------------------------------------- session state
+
+
+@dataclass(frozen=True, repr=False)
+class SessionState:
+    """``GET /api/state/...`` data: ids, the draft and the other state lists."""
+
+    raw: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, Mapping):
+            object.__setattr__(self, "raw", {})
+
+    @classmethod
+    def from_api(cls, data: object) -> SessionState:
+        """From the state endpoint's ``data`` (deep-copied); garbage gives an empty state."""
+        return cls(_copy_json(data) if isinstance(data, Mapping) else {})
+
+    @property
+    def _state(self) -> Mapping[str, Any]:
+        state = self.raw.get("state")
+        if isinstance(state, Mapping):
+            return state
+        return self.raw if "draft" in self.raw else {}
+
+    @property
+    def session_id(self) -> str | None:
+        return _identifier(self.raw.get("session_id"))
+
+    @property
+    def task_id(self) -> str | None:
+        return _identifier(self.raw.get("task_id"))
+
+    @property
+    def task_name(self) -> str | None:
+        return _text(self.raw.get("task_name"))
+
+    @cached_property
+    def draft(self) -> Draft:
+        draft = self._state.get("draft")
+        # Some servers send the draft as a JSON string.
+        if isinstance(draft, str) and len(draft) <= _MAX_DRAFT_JSON_CHARS:
+            try:
+                draft = json.loads(draft)
+            except (ValueError, RecursionError):
+                draft = None
+        return Draft(draft) if isinstance(draft, Mapping) else Draft({})
+
+    @property
+    def canvas_config(self) -> dict[str, Any]:
+        return dict(_mapping(self._state.get("canvas_config")))
+
+    def _list(self, key: str) -> list[Any]:
+        value = self._state.get(key)
+        return list(value) if isinstance(value, list) else []
+
+    @property
+    def video_infos(self) -> list[Any]:
+        return self._list("video_infos")
+
+    @property
+    def video_analyses(self) -> list[Any]:
+        return self._list("video_analyses")
+
+    @property
+    def generated_media(self) -> list[Any]:
+        return self._list("generated_media")
+
+    def __repr__(self) -> str:
+        return f"SessionState(session_id={self.session_id!r}, draft={self.draft!r})"

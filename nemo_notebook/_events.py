@@ -1,0 +1,474 @@
+"""Pure parsing of ``/run_sse`` payloads into typed events, and the text merger.
+
+One SSE ``data`` payload becomes a tuple of events (:func:`parse_sse_data`). Two wire shapes are
+understood: Google ADK events (``content.parts`` with ``text`` / ``functionCall`` /
+``functionResponse``, ``partial``, ``turnComplete``, ``actions.stateDelta``, ``errorCode``) and the
+older ``{"type": "text" | "tool_call" | "tool_result" | "heartbeat", ...}`` frames. Bad input from
+the server never raises: what cannot be understood is skipped.
+
+:class:`TextMerger` turns streamed text chunks into what a person should see, showing the
+non-partial aggregate that ADK sends after the partial chunks only once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+__all__ = [
+    "MAX_PAYLOAD_CHARS",
+    "Event",
+    "Heartbeat",
+    "Recovering",
+    "StateDelta",
+    "StillWorking",
+    "StreamError",
+    "TextChunk",
+    "TextDelta",
+    "TextMerger",
+    "ToolCall",
+    "ToolResult",
+    "TurnComplete",
+    "parse_event",
+    "parse_sse_data",
+    "tool_status",
+]
+
+#: Payloads longer than this are skipped rather than decoded (a sane ceiling for one event).
+MAX_PAYLOAD_CHARS = 32 * 1024 * 1024
+
+_REPR_TEXT_LIMIT = 40
+
+
+def _short_text(text: str) -> str:
+    """``repr`` of a string cut to a readable length."""
+    if len(text) <= _REPR_TEXT_LIMIT:
+        return repr(text)
+    return repr(text[: _REPR_TEXT_LIMIT - 1]) + "…"
+
+
+def _short_keys(mapping: Mapping[str, Any]) -> str:
+    keys = [str(key) for key, _ in zip(mapping, range(5), strict=False)]
+    more = ", …" if len(mapping) > 5 else ""
+    return "[" + ", ".join(_short_text(key) for key in keys) + more + "]"
+
+
+# --------------------------------------------------------------------------- events from the wire
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class TextChunk:
+    """One piece of the agent's text; ``partial`` chunks are followed by a repeating aggregate."""
+
+    text: str
+    partial: bool = False
+
+    def __repr__(self) -> str:
+        flag = ", partial=True" if self.partial else ""
+        return f"TextChunk({_short_text(self.text)}{flag})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ToolCall:
+    """The agent called a tool. Show :attr:`status`, never the call itself."""
+
+    name: str
+    args: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    call_id: str | None = None
+
+    @property
+    def status(self) -> str:
+        """A short human line such as ``"generating image…"``."""
+        return tool_status(self.name)
+
+    def __repr__(self) -> str:
+        call_id = f", call_id={self.call_id!r}" if self.call_id is not None else ""
+        return f"ToolCall({self.name!r}, args={_short_keys(self.args)}{call_id})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ToolResult:
+    """A tool answered (role ``user`` in ADK). Never shown raw."""
+
+    name: str
+    response: Any = field(default=None, hash=False)
+    call_id: str | None = None
+
+    def __repr__(self) -> str:
+        call_id = f", call_id={self.call_id!r}" if self.call_id is not None else ""
+        kind = type(self.response).__name__
+        return f"ToolResult({self.name!r}, response=<{kind}>{call_id})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class StateDelta:
+    """Session state keys the event changed (``actions.stateDelta``); never empty."""
+
+    delta: Mapping[str, Any] = field(hash=False)
+
+    def __repr__(self) -> str:
+        return f"StateDelta(keys={_short_keys(self.delta)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A keep-alive: empty data or ``{"type": "heartbeat"}``."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class StreamError:
+    """The run failed: an ``{"error": ...}`` frame or ``errorCode`` / ``errorMessage``."""
+
+    message: str
+    code: str | None = None
+
+    def __repr__(self) -> str:
+        code = f", code={self.code!r}" if self.code is not None else ""
+        return f"StreamError({_short_text(self.message)}{code})"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnComplete:
+    """The event said ``turnComplete: true`` (the stream closing is what really ends a turn)."""
+
+
+# ------------------------------------------------------------------- events made by the client
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class TextDelta:
+    """New text to show: deduplicated and with GUI phrases translated."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return f"TextDelta({_short_text(self.text)})"
+
+
+@dataclass(frozen=True, slots=True)
+class StillWorking:
+    """Only heartbeats for a while: the work goes on."""
+
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Recovering:
+    """The stream dropped or timed out; the client now polls the session state."""
+
+    reason: str
+
+
+Event = Union[  # noqa: UP007 (a runtime alias; keeps the one-name-per-line layout)
+    TextChunk,
+    ToolCall,
+    ToolResult,
+    StateDelta,
+    Heartbeat,
+    StreamError,
+    TurnComplete,
+    TextDelta,
+    StillWorking,
+    Recovering,
+]
+
+_HEARTBEAT_ONLY: tuple[Event, ...] = (Heartbeat(),)
+_TURN_COMPLETE = TurnComplete()
+
+
+# ---------------------------------------------------------------------------------- parsing
+
+
+def parse_sse_data(data: str) -> tuple[Event, ...]:
+    """Parse one SSE ``data`` payload. Empty data is a heartbeat; undecodable data gives ``()``."""
+    if not isinstance(data, str):
+        return ()
+    if not data or data.isspace():
+        return _HEARTBEAT_ONLY
+    if len(data) > MAX_PAYLOAD_CHARS:
+        return ()
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        return ()
+    return parse_event(obj)
+
+
+def parse_event(obj: object) -> tuple[Event, ...]:
+    """Turn one decoded JSON value into events (ADK shape or the older ``type`` shape)."""
+    if not isinstance(obj, dict):
+        if not isinstance(obj, Mapping):
+            return ()
+        obj = dict(obj)
+    kind = obj.get("type")
+    if isinstance(kind, str) and not isinstance(obj.get("content"), dict):
+        return _parse_typed(kind, obj)
+    return _parse_adk(obj)
+
+
+# Decoded JSON objects are plain dicts, so the checks below use ``dict`` (much faster than the
+# ``Mapping`` ABC on the hot path).
+
+
+def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
+    value = obj.get(camel)
+    return obj.get(snake) if value is None else value
+
+
+def _optional_id(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _tool_call(name: object, args: object, call_id: object) -> ToolCall | None:
+    if not isinstance(name, str):
+        return None
+    if args is None:
+        args = {}
+    elif not isinstance(args, dict):
+        return None
+    return ToolCall(name, args, _optional_id(call_id))
+
+
+def _tool_result(name: object, response: object, call_id: object) -> ToolResult | None:
+    if not isinstance(name, str):
+        return None
+    return ToolResult(name, response, _optional_id(call_id))
+
+
+_ERROR_KEYS = frozenset({"error", "errorCode", "errorMessage", "error_code", "error_message"})
+_DELTA_KEYS = frozenset({"actions", "stateDelta", "state_delta"})
+
+
+def _parse_adk(obj: dict[str, Any]) -> tuple[Event, ...]:
+    events: list[Event] = []
+    content = obj.get("content")
+    if type(content) is dict:
+        _parse_content(content, obj.get("partial") is True, events)
+    if not _DELTA_KEYS.isdisjoint(obj):
+        delta = _state_delta(obj)
+        if delta:
+            events.append(StateDelta(delta))
+    if not _ERROR_KEYS.isdisjoint(obj):
+        error = _adk_error(obj)
+        if error is not None:
+            events.append(error)
+    if obj.get("turnComplete") is True or obj.get("turn_complete") is True:
+        events.append(_TURN_COMPLETE)
+    return tuple(events)
+
+
+def _parse_content(content: dict[str, Any], partial: bool, events: list[Event]) -> None:
+    parts = content.get("parts")
+    if type(parts) is not list:
+        return
+    # Text from the person's own role is an echo of the prompt, not the agent speaking.
+    show_text = content.get("role") != "user"
+    texts: list[str] = []
+    for part in parts:
+        if type(part) is not dict:
+            continue
+        text = part.get("text")
+        if type(text) is str:
+            if show_text and text and part.get("thought") is not True:
+                texts.append(text)
+            continue
+        event = _function_part(part)
+        if event is not None:
+            _flush_text(texts, partial, events)
+            events.append(event)
+    if texts:
+        _flush_text(texts, partial, events)
+
+
+def _flush_text(texts: list[str], partial: bool, events: list[Event]) -> None:
+    """Consecutive text parts of one event form one chunk (as ADK joins them)."""
+    if texts:
+        events.append(TextChunk(texts[0] if len(texts) == 1 else "".join(texts), partial))
+        texts.clear()
+
+
+def _function_part(part: dict[str, Any]) -> ToolCall | ToolResult | None:
+    call = _get(part, "functionCall", "function_call")
+    if isinstance(call, dict):
+        return _tool_call(call.get("name"), call.get("args"), call.get("id"))
+    response = _get(part, "functionResponse", "function_response")
+    if isinstance(response, dict):
+        return _tool_result(response.get("name"), response.get("response"), response.get("id"))
+    return None
+
+
+def _state_delta(obj: dict[str, Any]) -> dict[str, Any] | None:
+    actions = obj.get("actions")
+    delta = _get(actions, "stateDelta", "state_delta") if isinstance(actions, dict) else None
+    if delta is None:
+        delta = _get(obj, "stateDelta", "state_delta")
+    return delta if isinstance(delta, dict) and delta else None
+
+
+def _scalar_text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _adk_error(obj: dict[str, Any]) -> StreamError | None:
+    frame = obj.get("error")
+    if frame is not None and frame is not False:
+        return _error_frame(frame)
+    code = _scalar_text(_get(obj, "errorCode", "error_code"))
+    message = _scalar_text(_get(obj, "errorMessage", "error_message"))
+    if code is None and message is None:
+        return None
+    return StreamError(message or f"the model stopped with error {code}", code)
+
+
+def _error_frame(frame: object) -> StreamError:
+    if isinstance(frame, dict):
+        message = _scalar_text(frame.get("message")) or "the run failed"
+        return StreamError(message, _scalar_text(frame.get("code")))
+    return StreamError(_scalar_text(frame) or "the run failed")
+
+
+def _parse_typed(kind: str, obj: dict[str, Any]) -> tuple[Event, ...]:
+    """The older shape: ``{"type": "text" | "tool_call" | "tool_result" | "heartbeat", ...}``."""
+    event: Event | None = None
+    if kind == "text":
+        text = obj.get("content")
+        if isinstance(text, str) and text:
+            # These frames carry no aggregate, so each one is a streamed piece of one message.
+            partial = obj.get("partial")
+            event = TextChunk(text, partial if isinstance(partial, bool) else True)
+    elif kind == "tool_call":
+        event = _tool_call(obj.get("name"), obj.get("args"), _get(obj, "id", "call_id"))
+    elif kind == "tool_result":
+        result = obj.get("result", obj.get("response"))
+        event = _tool_result(obj.get("name"), result, _get(obj, "id", "call_id"))
+    elif kind == "heartbeat":
+        return _HEARTBEAT_ONLY
+    elif kind == "error":
+        event = _error_frame(obj.get("message", obj.get("error", obj.get("content"))))
+    elif kind in ("done", "turn_complete"):
+        event = _TURN_COMPLETE
+    return () if event is None else (event,)
+
+
+# ----------------------------------------------------------------------------- tool statuses
+
+_ANALYZE_WORDS = frozenset({"analyze", "analyse", "analysis", "describe", "understand", "inspect"})
+_MUSIC_WORDS = frozenset({"music", "bgm", "audio", "song", "soundtrack", "sound"})
+_TITLE_WORDS = frozenset({"title", "titles", "text", "headline"})
+_CAPTION_WORDS = frozenset({"caption", "captions", "subtitle", "subtitles"})
+_GENERATE_WORDS = frozenset({"generate", "gen", "create", "make", "produce", "draw", "synthesize"})
+_VIDEO_WORDS = frozenset({"video", "videos", "clip", "clips", "animate", "animation", "motion"})
+_IMAGE_WORDS = frozenset({"image", "images", "img", "picture", "photo", "illustration"})
+_EDIT_WORDS = frozenset(
+    {"edit", "trim", "cut", "timeline", "track", "tracks", "draft", "volume", "remove", "delete"}
+    | {"move", "split", "aspect", "ratio", "duration", "resize", "update", "crop", "reorder"}
+)
+_X_TO_MEDIA = re.compile(r"(?:text|image|img|prompt|photo)_?(?:to|2)_?(image|img|video|clip)")
+_WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NON_WORD = re.compile(r"[^A-Za-z0-9]+")
+
+
+def _words(name: str) -> list[str]:
+    return [word.lower() for word in _NON_WORD.split(_WORD_BREAK.sub(" ", name)) if word]
+
+
+@functools.lru_cache(maxsize=256)
+def tool_status(name: str) -> str:
+    """A short human status line: ``"generate_image"`` -> ``"generating image…"``."""
+    words = _words(name[:200])
+    found = set(words)
+    joined = "_".join(words)
+    media = _X_TO_MEDIA.search(joined)
+    if found & _ANALYZE_WORDS:
+        return "analyzing video…" if found & _VIDEO_WORDS else "analyzing image…"
+    if media:
+        return "generating image…" if media.group(1) in ("image", "img") else "generating video…"
+    if found & _MUSIC_WORDS:
+        return "adding music…"
+    if found & _CAPTION_WORDS:
+        return "adding captions…"
+    if found & _TITLE_WORDS:
+        return "adding title…"
+    if found & _GENERATE_WORDS and found & _VIDEO_WORDS:
+        return "generating video…"
+    if found & _GENERATE_WORDS and found & _IMAGE_WORDS:
+        return "generating image…"
+    if found & _EDIT_WORDS:
+        return "editing timeline…"
+    readable = " ".join(words)[:40].strip()
+    return f"working: {readable}…" if readable else "working…"
+
+
+# ------------------------------------------------------------------------------- text merger
+
+
+class TextMerger:
+    """Turns :class:`TextChunk` events into the text to display, each character shown once.
+
+    Partial chunks are shown as they arrive. The non-partial chunk that follows them repeats the
+    whole message: only a tail that extends what was shown is displayed. If the aggregate is not
+    an extension of the shown text (the server rewrote it), it is shown whole after a newline,
+    because what is already on screen cannot be taken back. A non-partial chunk with no partials
+    before it is a whole message. Messages are separated by a blank line (``"\\n\\n"``), which is
+    part of the text returned for the second message. :attr:`text` is always the concatenation of
+    everything :meth:`feed` returned.
+    """
+
+    __slots__ = ("_current", "_shown", "_text_cache")
+
+    def __init__(self) -> None:
+        self._shown: list[str] = []
+        self._current: list[str] | None = None  # pieces of the open streamed message
+        self._text_cache: str | None = ""
+
+    @property
+    def text(self) -> str:
+        """Everything shown so far."""
+        if self._text_cache is None:
+            self._text_cache = "".join(self._shown)
+        return self._text_cache
+
+    def feed(self, chunk: TextChunk) -> str:
+        """Take one chunk; return the new text to display (``""`` when nothing is new)."""
+        piece = chunk.text
+        if chunk.partial:
+            if not piece:
+                return ""
+            if self._current is None:
+                self._current = []
+                piece = self._separated(piece)
+            self._current.append(chunk.text)
+            return self._show(piece)
+        current, self._current = self._current, None
+        if current is None:
+            return self._show(self._separated(piece)) if piece else ""
+        streamed = current[0] if len(current) == 1 else "".join(current)
+        if piece.startswith(streamed):
+            return self._show(piece[len(streamed) :])
+        if not piece or streamed.startswith(piece):
+            return ""
+        return self._show("\n" + piece)
+
+    def _separated(self, piece: str) -> str:
+        return "\n\n" + piece if self._shown else piece
+
+    def _show(self, piece: str) -> str:
+        if piece:
+            self._shown.append(piece)
+            self._text_cache = None
+        return piece
+
+    def __repr__(self) -> str:
+        return f"TextMerger(text={_short_text(self.text)})"
