@@ -1,0 +1,99 @@
+"""The ``nemo-notebook`` console script.
+
+Each subcommand is a function ``add_<name>(subparsers)`` that registers its parser and sets
+``handler`` to a function taking the parsed arguments and returning an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .emulator.server import serve
+
+    try:
+        return serve(
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            allow_remote=args.allow_remote,
+            time_scale=args.time_scale,
+            log_level=args.log_level,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"nemo-notebook serve: {exc}", file=sys.stderr)
+        return 2
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError("must be in (0, 1000]")
+    return value
+
+
+def add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``nemo-notebook serve``: run the offline emulator of the NemoVideo backend."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the offline emulator of the NemoVideo backend",
+        description="Run the offline emulator of the NemoVideo backend until Ctrl-C.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
+    parser.add_argument("--data-dir", default=None, help="keep data here (default: temporary)")
+    parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    parser.add_argument(
+        "--time-scale", type=_positive_float, default=1.0, help="scale simulated durations"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level",
+    )
+    parser.set_defaults(handler=_run_serve)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    add_serve,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="nemo-notebook", description="NemoVideo in Jupyter: command-line tools."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

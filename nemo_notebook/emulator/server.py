@@ -1,0 +1,280 @@
+"""Run the emulator under uvicorn in a background thread; the body of ``nemo-notebook serve``."""
+
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import logging
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import uvicorn
+
+from .app import Emulator, EmulatorConfig, build_app
+from .faults import Faults, RequestRecord
+from .store import ALL_SCOPES, IssuedToken, Store
+
+__all__ = ["EmulatorHandle", "check_host", "serve", "start"]
+
+_STARTUP_TIMEOUT_S = 15.0
+_SHUTDOWN_TIMEOUT_S = 10.0
+_UNSPECIFIED_HOSTS = {"0.0.0.0", "::", ""}
+
+
+class EmulatorHandle:
+    """A running emulator: its URL, data directory, faults; ``stop()`` ends it."""
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        server: uvicorn.Server,
+        thread: threading.Thread,
+        url: str,
+        owns_data_dir: bool,
+    ) -> None:
+        self._emulator = emulator
+        self._server = server
+        self._thread = thread
+        self._owns_data_dir = owns_data_dir
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+        self.url = url
+        self.data_dir = emulator.data_dir
+        self.faults: Faults = emulator.faults
+        atexit.register(self.stop)
+
+    @property
+    def store(self) -> Store:
+        """The SQLite store (for tests that inspect persisted rows)."""
+        return self._emulator.store
+
+    @property
+    def time_scale(self) -> float:
+        return self.faults.time_scale
+
+    @time_scale.setter
+    def time_scale(self, value: float) -> None:
+        self.faults.time_scale = value
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped and self._thread.is_alive()
+
+    def requests(self, method: str | None = None, path: str | None = None) -> list[RequestRecord]:
+        """The request log, e.g. ``len(handle.requests("POST", "/run_sse"))``."""
+        return self.faults.requests(method, path)
+
+    def issue_token(
+        self, scopes: tuple[str, ...] | list[str] = ALL_SCOPES, user_id: str | None = None
+    ) -> IssuedToken:
+        """A token with chosen scopes for an existing or new (registered) user."""
+        return self.store.issue_token(user_id, scopes)
+
+    def set_credits(self, user_id: str, available: int) -> None:
+        """Set a user's available credits."""
+        self.store.set_available(user_id, available)
+
+    def ledger(self, user_id: str) -> list[dict[str, Any]]:
+        """Every credit movement of a user."""
+        return self.store.ledger(user_id)
+
+    def stop(self) -> None:
+        """Stop the server, its background work and remove a temporary data dir (idempotent)."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        atexit.unregister(self.stop)
+        self._emulator.stopping.set()
+        self._server.should_exit = True
+        self._thread.join(_SHUTDOWN_TIMEOUT_S)
+        self._emulator.close()
+        if self._owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmulatorHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<EmulatorHandle {self.url} {state} data_dir={str(self.data_dir)!r}>"
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """Refuse to listen beyond loopback unless asked to explicitly."""
+    if allow_remote or _is_loopback(host):
+        return
+    raise ValueError(
+        f"refusing to listen on {host!r}: the emulator has no real security and is meant for "
+        "this machine only. Use a loopback host (127.0.0.1, ::1, localhost) or pass "
+        "allow_remote=True (--allow-remote) if you really want other machines to reach it."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    host = "127.0.0.1" if host.lower() == "localhost" else host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url_for(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if host in _UNSPECIFIED_HOSTS:
+        host = "127.0.0.1" if sock.family == socket.AF_INET else "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _configure_logging(level: str) -> None:
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {level!r}")
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "nemo_notebook.emulator"):
+        logging.getLogger(name).setLevel(numeric)
+
+
+def start(
+    data_dir: str | Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    allow_remote: bool = False,
+    time_scale: float = 1.0,
+    costs: Mapping[str, int] | Any | None = None,
+    initial_credits: int = 100,
+    tokens_per_ip: int = 10,
+    heartbeat_interval: float = 5.0,
+    log_level: str = "warning",
+    agent: Any = None,
+) -> EmulatorHandle:
+    """Start an emulator server in a background thread; returns once it accepts connections."""
+    check_host(host, allow_remote)
+    _configure_logging(log_level)
+    owns_data_dir = data_dir is None
+    root = Path(tempfile.mkdtemp(prefix="nemo-emulator-")) if data_dir is None else Path(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    config = EmulatorConfig(
+        data_dir=root,
+        time_scale=time_scale,
+        costs=costs,
+        initial_credits=initial_credits,
+        tokens_per_ip=tokens_per_ip,
+        heartbeat_interval=heartbeat_interval,
+        agent=agent,
+    )
+    try:
+        emulator = Emulator(config)
+    except BaseException:
+        if owns_data_dir:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    try:
+        return _serve_in_thread(emulator, host, port, log_level, owns_data_dir)
+    except BaseException:
+        emulator.close()
+        if owns_data_dir:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _serve_in_thread(
+    emulator: Emulator, host: str, port: int, log_level: str, owns_data_dir: bool
+) -> EmulatorHandle:
+    sock = _bind(host, port)
+    uv_config = uvicorn.Config(
+        build_app(emulator),
+        log_config=None,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(uv_config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="nemo-emulator", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(_SHUTDOWN_TIMEOUT_S)
+            sock.close()
+            raise RuntimeError("the emulator server did not start")
+        time.sleep(0.01)
+    return EmulatorHandle(emulator, server, thread, _url_for(sock), owns_data_dir)
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    data_dir: str | Path | None = None,
+    allow_remote: bool = False,
+    time_scale: float = 1.0,
+    log_level: str = "warning",
+) -> int:
+    """Run an emulator in the foreground until Ctrl-C or SIGTERM; returns an exit status."""
+    handle = start(
+        data_dir,
+        host=host,
+        port=port,
+        allow_remote=allow_remote,
+        time_scale=time_scale,
+        log_level=log_level,
+    )
+    print(f"NemoVideo emulator listening on {handle.url}", flush=True)
+    where = "temporary, removed on exit" if data_dir is None else "kept"
+    print(f"data directory: {handle.data_dir} ({where})", flush=True)
+    print("press Ctrl-C to stop", flush=True)
+    done = threading.Event()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        while not done.wait(0.5):
+            if not handle.running:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        handle.stop()
+        print("emulator stopped", flush=True)
+    return 0
