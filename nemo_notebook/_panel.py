@@ -1,0 +1,412 @@
+"""The ipywidgets prompt panel: a prompt box, Send / Stop / Export, the streamed reply,
+the tracks table, the credits badge and the video player.
+
+Work runs in a worker thread so Stop works while a turn streams. The worker only touches
+widgets through trait assignment (never ``with output:``), and every run re-enables the
+buttons in a ``finally``. Tests drive the panel through :meth:`Panel.submit`,
+:meth:`Panel.stop`, :meth:`Panel.export` and :meth:`Panel.wait`, exactly what the buttons call.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from nemo_notebook._client import raise_for_reply
+from nemo_notebook._display import (
+    StreamSink,
+    TracksTable,
+    TurnPrinter,
+    generated_image_urls,
+    image_mime_type,
+    percent_of,
+)
+from nemo_notebook._errors import NemoError
+from nemo_notebook._router import Intent, route
+
+__all__ = ["Panel"]
+
+STOPPED_STATUS = (
+    "Stopped. Nothing was re-sent; the server may still finish this turn. "
+    "Press “Show tracks” or run `%nemo status` to see what it did."
+)
+_ACTION_LABELS = {"export": "Export", "status": "Show tracks", "credits": "Credits"}
+
+
+class Panel(widgets.VBox):
+    """A prompt panel on one NemoVideo session.
+
+    ``Panel()`` connects lazily with the defaults (environment ``NEMO_TOKEN``,
+    ``NEMO_API_URL``…) on the first request; pass ``client`` or ``session`` to reuse one.
+    """
+
+    def __init__(
+        self,
+        client: Any = None,
+        session: Any = None,
+        *,
+        name: str = "panel",
+        language: str = "en",
+        embed_limit_mb: float = 10.0,
+        stream_rate: float = 10.0,
+        base_dir: Path | str | None = None,
+        next_video_path: Callable[[], Path] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **kwargs: Any,
+    ) -> None:
+        self._client = client if client is not None else getattr(session, "client", None)
+        self._session = session
+        self._name = name
+        self._language = language
+        self.embed_limit_mb = embed_limit_mb
+        self._stream_rate = stream_rate
+        self._base_dir = Path(base_dir) if base_dir is not None else None
+        self._next_video_path = next_video_path or self._default_video_path
+        self._clock = clock
+        self._exports = 0
+        self._worker: threading.Thread | None = None
+        self._busy = False
+        self._activity = ""
+        self._stream: Any = None
+        self._stop_requested = False
+        self._lock = threading.Lock()
+        self._transcript = ""
+        self.last_reply: Any = None
+        self.last_video: Path | None = None
+        self.last_error: BaseException | None = None
+        self.events_seen = 0  # events of the running turn, heartbeats included
+        self._build_widgets()
+        super().__init__(children=self._layout(), **kwargs)
+
+    # -- widgets ---------------------------------------------------------------------------
+
+    def _build_widgets(self) -> None:
+        self.prompt = widgets.Textarea(
+            placeholder="Tell NemoVideo what to make or change…  (Send)",
+            rows=3,
+            layout=widgets.Layout(width="100%"),
+        )
+        self.send_button = widgets.Button(description="Send", button_style="primary", icon="send")
+        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
+        self.export_button = widgets.Button(description="Export", icon="film")
+        self.actions_box = widgets.HBox()
+        self.status = widgets.HTML(value=_status_html("Ready."))
+        self.credits_badge = widgets.HTML(value="")
+        self.reply_view = widgets.HTML(value="")
+        self.tracks_view = widgets.HTML(value="")
+        self.media_box = widgets.VBox()
+        self.video_box = widgets.VBox()
+        self.send_button.on_click(lambda _button: self.submit())
+        self.stop_button.on_click(lambda _button: self.stop())
+        self.export_button.on_click(lambda _button: self.export())
+
+    def _layout(self) -> list[Any]:
+        buttons = widgets.HBox([self.send_button, self.stop_button, self.export_button])
+        header = widgets.HBox([self.status, self.credits_badge])
+        return [
+            self.prompt,
+            widgets.HBox([buttons, self.actions_box]),
+            header,
+            self.reply_view,
+            self.media_box,
+            self.tracks_view,
+            self.video_box,
+        ]
+
+    # -- what the buttons call -------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """True while a worker (turn or export) runs."""
+        return self._busy
+
+    def submit(self, text: str | None = None) -> bool:
+        """Send the prompt box's text (or ``text``); returns False when nothing was started."""
+        message = (self.prompt.value if text is None else text).strip()
+        if not message:
+            self._set_status("Type a message first.")
+            return False
+        if self.busy:
+            self._set_status("Still working on the last request; press Stop first.")
+            return False
+        self.prompt.value = ""
+        return self._start(self._handle_message, message)
+
+    def stop(self) -> None:
+        """Stop listening to the running turn; nothing is re-sent."""
+        with self._lock:
+            self._stop_requested = True
+            stream = self._stream
+        if stream is not None:
+            stream.close()
+        elif not self.busy:
+            self._set_status("Nothing to stop.")
+        elif self._activity == "export":
+            self._set_status("A render cannot be stopped; it finishes on the server.")
+
+    def export(self) -> bool:
+        """Render the draft, save the MP4 next to the notebook and show it."""
+        if self.busy:
+            self._set_status("Still working on the last request; press Stop first.")
+            return False
+        return self._start(self._export, activity="export")
+
+    def show_tracks(self) -> bool:
+        """Refresh the tracks table from the session state."""
+        return self._start(self._refresh_tracks)
+
+    def refresh_credits(self) -> bool:
+        """Refresh the credits badge."""
+        return self._start(self._refresh_credits)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Join the worker; True when it has finished."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+        return not self.busy
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def _start(self, job: Callable[..., None], *args: Any, activity: str = "") -> bool:
+        if self.busy:
+            return False
+        self._stop_requested = False
+        self._activity = activity
+        self._set_busy(True)
+        self._worker = threading.Thread(
+            target=self._run_job, args=(job, *args), name="nemo-panel", daemon=True
+        )
+        self._worker.start()
+        return True
+
+    def _run_job(self, job: Callable[..., None], *args: Any) -> None:
+        try:
+            self.last_error = None
+            job(*args)
+        except Exception as exc:
+            self.last_error = exc
+            self._show_error(exc)
+        finally:
+            with self._lock:
+                self._stream = None
+            self._set_busy(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        self.send_button.disabled = busy
+        self.export_button.disabled = busy
+        for button in self.actions_box.children:
+            button.disabled = busy
+        self.stop_button.disabled = not busy
+
+    def _handle_message(self, text: str) -> None:
+        decision = route(text)
+        if decision.intent is Intent.EXPORT:
+            self._activity = "export"
+            self._export()
+        elif decision.intent is Intent.CREDITS:
+            self._refresh_credits()
+            self._set_status("Credits updated.")
+        elif decision.intent is Intent.STATUS:
+            self._refresh_tracks()
+        elif decision.intent is Intent.UPLOAD:
+            self._upload(decision.argument)
+        else:
+            self._run_turn(text)
+
+    def _ensure_session(self) -> Any:
+        if self._session is None:
+            if self._client is None:
+                from nemo_notebook._client import NemoClient
+
+                self._client = NemoClient(language=self._language)
+            self._session = self._client.create_session(language=self._language)
+            self._append(f"Connected to {self._client.api_url}.\n")
+            self._refresh_credits()
+        return self._session
+
+    def _run_turn(self, text: str) -> None:
+        session = self._ensure_session()
+        self._append(f"\n› {text}\n")
+        self._set_status("Working…")
+        sink = StreamSink(self._append, rate=self._stream_rate, clock=self._clock)
+        printer = TurnPrinter(sink)
+        stream = session.stream(text)
+        with self._lock:
+            self._stream = stream
+            stop_now = self._stop_requested
+        if stop_now:
+            stream.close()
+        self.events_seen = 0
+        try:
+            with stream:
+                for event in stream:
+                    self.events_seen += 1
+                    printer.handle(event)
+        finally:
+            printer.close()
+        reply = stream.reply
+        if reply is None or reply.stopped:
+            self._append("(stopped)\n")
+            self._set_status(STOPPED_STATUS)
+            return
+        raise_for_reply(reply, session.client)
+        self._show_reply(reply)
+
+    def _show_reply(self, reply: Any) -> None:
+        self.last_reply = reply
+        if reply.silent:
+            changes = reply.changes or ("the draft did not change",)
+            self._append("".join(f"· {line}\n" for line in changes))
+        if reply.state is not None:
+            self.tracks_view.value = TracksTable(reply.state.draft).to_html()
+        self._show_new_images(reply)
+        self._set_actions(tuple(reply.actions))
+        self._refresh_credits()
+        self._set_status("Done.")
+
+    def _show_new_images(self, reply: Any) -> None:
+        before = reply.state_before.generated_media if reply.state_before else None
+        after = reply.state.generated_media if reply.state else None
+        images = []
+        for url in generated_image_urls(before, after):
+            data = self._session.client.fetch_bytes(url)
+            kind = (image_mime_type(data) or "image/png").split("/")[1]
+            images.append(widgets.Image(value=data, format=kind, layout={"max_width": "100%"}))
+        if images:
+            self.media_box.children = tuple(images)
+
+    def _set_actions(self, actions: tuple[str, ...]) -> None:
+        buttons = []
+        for action in dict.fromkeys(actions):
+            label = _ACTION_LABELS.get(action)
+            if label is None:
+                continue
+            button = widgets.Button(description=label, button_style="info", disabled=self.busy)
+            button.on_click(self._action_handler(action))
+            buttons.append(button)
+        self.actions_box.children = tuple(buttons)
+
+    def _action_handler(self, action: str) -> Callable[[Any], None]:
+        handlers: dict[str, Callable[[], bool]] = {
+            "export": self.export,
+            "status": self.show_tracks,
+            "credits": self.refresh_credits,
+        }
+
+        def handle(_button: Any) -> None:
+            handlers[action]()
+
+        return handle
+
+    def _refresh_tracks(self) -> None:
+        draft = self._ensure_session().state().draft
+        self.tracks_view.value = TracksTable(draft).to_html()
+        self._set_status(draft.summary())
+
+    def _refresh_credits(self) -> None:
+        if self._client is None and self._session is None:
+            self._ensure_session()
+        client = self._client if self._client is not None else self._session.client
+        try:
+            balance = client.credits()
+        except NemoError:
+            self.credits_badge.value = _badge_html("credits: ?")
+            return
+        self.credits_badge.value = _badge_html(f"{balance.available} credits")
+
+    def _upload(self, target: str | None) -> None:
+        if not target:
+            self._set_status("Say which file or URL to upload, e.g. “upload photo.png”.")
+            return
+        session = self._ensure_session()
+        if target.startswith(("http://", "https://")):
+            files = session.upload_url(target)
+        else:
+            files = session.upload(Path(target).expanduser())
+        names = ", ".join(uploaded.filename for uploaded in files)
+        self._append(f"· uploaded {names}\n")
+        self._set_status(f"Uploaded {names}.")
+
+    def _export(self) -> None:
+        session = self._ensure_session()
+        self._set_status("Rendering…   0%")
+        job = session.export()
+        job = job.wait(on_progress=self._show_progress) or job
+        path = Path(job.download(self._next_video_path()))
+        self.last_video = path
+        self.video_box.children = (self._player(path), widgets.HTML(self._claim_link_html(session)))
+        self._set_status(f"Saved {path.name}.")
+
+    def _player(self, path: Path) -> Any:
+        if path.stat().st_size >= self.embed_limit_mb * 1_000_000:
+            note = (
+                f"Saved {path.name}; it is too large to play here, open it from the file browser."
+            )
+            return widgets.HTML(value=f"<span>{html.escape(note)}</span>")
+        return widgets.Video(
+            value=path.read_bytes(), format="mp4", autoplay=False, controls=True,
+            layout=widgets.Layout(max_width="100%"),
+        )  # fmt: skip
+
+    def _show_progress(self, fraction: float) -> None:
+        self._set_status(f"Rendering… {percent_of(fraction):3d}%")
+
+    def _claim_link_html(self, session: Any) -> str:
+        try:
+            url = session.claim_url()
+        except NemoError as exc:
+            return f"<span>No claim link: {html.escape(str(exc))}</span>"
+        href = html.escape(url, quote=True)
+        return (
+            f'<a href="{href}" target="_blank" rel="noopener noreferrer">'
+            "Claim this project in NemoVideo</a> <small>(valid for 7 days)</small>"
+        )
+
+    def _default_video_path(self) -> Path:
+        self._exports += 1
+        base = self._base_dir if self._base_dir is not None else Path.cwd()
+        return base / f"nemo-{self._name}-{self._exports}.mp4"
+
+    # -- text ------------------------------------------------------------------------------
+
+    def _append(self, text: str) -> None:
+        self._transcript += text
+        self.reply_view.value = _transcript_html(self._transcript)
+
+    @property
+    def transcript(self) -> str:
+        """The plain text shown in the reply area."""
+        return self._transcript
+
+    def _set_status(self, text: str) -> None:
+        self.status.value = _status_html(text)
+
+    def _show_error(self, exc: BaseException) -> None:
+        message = str(exc) or type(exc).__name__
+        self._append(f"error: {message}\n")
+        self.status.value = (
+            f"<span style='color:#b00020'><b>{html.escape(type(exc).__name__)}</b>: "
+            f"{html.escape(message)}</span>"
+        )
+
+
+def _status_html(text: str) -> str:
+    return f"<span>{html.escape(text)}</span>"
+
+
+def _badge_html(text: str) -> str:
+    style = "margin-left:1em;padding:0 .5em;border-radius:.8em;background:#eef;font-size:90%"
+    return f"<span style='{style}'>{html.escape(text)}</span>"
+
+
+def _transcript_html(text: str) -> str:
+    style = "white-space:pre-wrap;margin:0;max-height:24em;overflow:auto;font-family:inherit"
+    return f"<pre style='{style}'>{html.escape(text)}</pre>"

@@ -1,0 +1,583 @@
+"""``%nemo`` / ``%%nemo`` through a real IPython shell, against the real emulator and client.
+
+A few paths the emulator only reaches by chance (a silent edit, GUI actions, a stopped turn)
+are also driven through the plain :class:`Workspace` with a small scripted session.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import CapturedIO, capture_output
+
+from nemo_notebook._client import Reply
+from nemo_notebook._display import ChangesView, ImageView, TracksTable
+from nemo_notebook._draft import SessionState
+from nemo_notebook._errors import AuthError, NemoError, NotebookError, NothingToExportError
+from nemo_notebook._events import TextDelta, ToolCall
+from nemo_notebook._magics import (
+    CellArgs,
+    ConnectArgs,
+    DefaultSettings,
+    ExportArgs,
+    NemoMagics,
+    SessionArgs,
+    UploadArgs,
+    Workspace,
+    interpolate,
+    parse_cell_line,
+    parse_line,
+)
+
+TOKEN_PATTERN = re.compile(r"nmv_usr_")
+CITY = "generate a realistic image of a futuristic city at night"
+XSS = "<img src=x onerror=alert(1)>"
+PNG_1x1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8cf80c00f0004850180848a9c2100000000"
+    "49454e44ae426082"
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def texts_of(cap: CapturedIO) -> list[str]:
+    """Every piece of text the captured cell showed: stdout, stderr and all display data."""
+    texts = [cap.stdout, cap.stderr]
+    for output in cap.outputs:
+        texts.extend(str(value) for value in output.data.values())
+    return texts
+
+
+def assert_no_token(cap: CapturedIO, *secrets: str) -> None:
+    for text in texts_of(cap):
+        assert not TOKEN_PATTERN.search(text), "a token reached an output"
+        for secret in secrets:
+            assert secret not in text
+
+
+def words(text: str) -> list[str]:
+    return text.split()
+
+
+def without_status_lines(text: str) -> str:
+    return "\n".join(line for line in text.split("\n") if not line.startswith("· "))
+
+
+def html_outputs(cap: CapturedIO) -> list[str]:
+    return [str(o.data["text/html"]) for o in cap.outputs if "text/html" in o.data]
+
+
+@pytest.fixture
+def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    monkeypatch.chdir(tmp_path)  # the kernel's cwd: where exports are saved
+    ip = InteractiveShell.instance()
+    with capture_output() as cap:
+        ip.run_line_magic("load_ext", "nemo_notebook")
+    assert cap.stdout == "" and cap.outputs == []
+    yield ip
+    ip.run_line_magic("unload_ext", "nemo_notebook")
+    ip.config.pop("NemoMagics", None)  # %config survives %reload_ext; not across tests
+    ip.user_ns.pop("_nemo", None)
+
+
+@pytest.fixture
+def connected(shell: InteractiveShell, emulator: Any) -> InteractiveShell:
+    with capture_output() as cap:
+        shell.run_line_magic("nemo", f"connect {emulator.url}")
+    assert cap.stdout == f"Connected to {emulator.url} (anonymous token).\n"
+    return shell
+
+
+def line(ip: InteractiveShell, text: str) -> tuple[Any, CapturedIO]:
+    with capture_output() as cap:
+        result = ip.run_line_magic("nemo", text)
+    assert_no_token(cap)
+    return result, cap
+
+
+def cell(ip: InteractiveShell, options: str, body: str) -> tuple[Any, CapturedIO]:
+    with capture_output() as cap:
+        result = ip.run_cell_magic("nemo", options, body)
+    assert_no_token(cap)
+    return result, cap
+
+
+def magics_of(ip: InteractiveShell) -> NemoMagics:
+    magics = ip.magics_manager.registry["NemoMagics"]
+    assert isinstance(magics, NemoMagics)
+    return magics
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("connect", ("connect", ConnectArgs())),
+        ("connect --local", ("connect", ConnectArgs(local=True))),
+        ("connect http://h:1 --session b", ("connect", ConnectArgs("http://h:1", session="b"))),
+        ("status", ("status", SessionArgs())),
+        ("tracks --session=b", ("tracks", SessionArgs("b"))),
+        ("upload 'my photo.png'", ("upload", UploadArgs("my photo.png"))),
+        ("export", ("export", ExportArgs())),
+        ("export --out a.mp4 --link", ("export", ExportArgs("a.mp4", embed=False))),
+        ("export --embed --session x", ("export", ExportArgs(embed=True, session="x"))),
+        ("credits", ("credits", None)),
+        ("sessions", ("sessions", None)),
+        ("", ("help", None)),
+        ("--help", ("help", None)),
+    ],
+)
+def test_parse_line(text: str, expected: tuple[str, Any]) -> None:
+    assert parse_line(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "frobnicate",
+        "connect --local http://h",
+        "connect ftp://h",
+        "connect a b",
+        "upload",
+        "upload a b",
+        "export --embed --link",
+        "export --out",
+        "export extra",
+        "status --bogus",
+        "credits now",
+        "tracks --session 'bad name'",
+        "upload 'unclosed",
+    ],
+)
+def test_parse_line_rejects_with_usage(text: str) -> None:
+    with pytest.raises(UsageError, match=r"Usage|Session names|must start"):
+        parse_line(text)
+
+
+def test_parse_cell_line() -> None:
+    assert parse_cell_line("") == CellArgs()
+    assert parse_cell_line("--no-stream --quiet --out r --session s") == CellArgs(
+        session="s", stream=False, quiet=True, out="r"
+    )
+    for bad in ("--out 1x", "hello", "--stream"):
+        with pytest.raises(UsageError):
+            parse_cell_line(bad)
+
+
+def test_interpolate_known_names_only() -> None:
+    class Box:
+        label = "neon"
+
+    namespace = {"city": "Tokyo", "n": 3, "box": Box()}
+    assert interpolate("a {city} x{n} {box.label}", namespace) == "a Tokyo x3 neon"
+    assert interpolate("{unknown} {box.missing} {box._private}", namespace) == (
+        "{unknown} {box.missing} {box._private}"
+    )
+    assert (
+        interpolate('{"json": 1} {city!r} { city }', namespace) == '{"json": 1} {city!r} { city }'
+    )
+    assert interpolate("{{city}} and {{literal}}", namespace) == "{city} and {literal}"
+    assert interpolate("{{{city}}}", namespace) == "{Tokyo}"
+
+
+# --------------------------------------------------------------------------- loading and config
+
+
+def test_loading_is_quiet_and_idempotent(shell: InteractiveShell) -> None:
+    first = magics_of(shell)
+    from nemo_notebook import load_ipython_extension
+
+    load_ipython_extension(shell)
+    assert magics_of(shell) is first
+    assert sum(isinstance(c, NemoMagics) for c in shell.configurables) == 1
+    with capture_output() as cap:
+        shell.run_line_magic("reload_ext", "nemo_notebook")
+    assert cap.stdout == ""
+    assert magics_of(shell) is not first
+    assert sum(isinstance(c, NemoMagics) for c in shell.configurables) == 1
+    assert "nemo" in shell.magics_manager.magics["cell"]
+
+
+def test_unload_removes_the_magics(shell: InteractiveShell) -> None:
+    shell.run_line_magic("unload_ext", "nemo_notebook")
+    assert "nemo" not in shell.magics_manager.magics["line"]
+    assert "nemo" not in shell.magics_manager.magics["cell"]
+    shell.run_line_magic("load_ext", "nemo_notebook")
+    assert "nemo" in shell.magics_manager.magics["line"]
+
+
+def test_config_magic_sets_traits(shell: InteractiveShell) -> None:
+    shell.run_line_magic("config", "NemoMagics.embed_limit_mb = 20")
+    shell.run_line_magic("config", "NemoMagics.auto_export = True")
+    magics = magics_of(shell)
+    assert magics.embed_limit_mb == 20
+    assert magics.auto_export is True
+    assert magics.workspace.settings is magics
+
+
+def test_help(shell: InteractiveShell) -> None:
+    _, cap = line(shell, "help")
+    assert "%nemo export [--out FILE] [--embed | --link]" in cap.stdout
+
+
+# --------------------------------------------------------------------------- against the emulator
+
+
+def test_lazy_connect_says_where_and_runs_a_streamed_turn(
+    shell: InteractiveShell, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEMO_API_URL", emulator.url)
+    result, cap = cell(shell, "", CITY)
+    assert result is None
+    assert cap.stdout.startswith(f"Connected to {emulator.url} (anonymous token).\n")
+    reply = shell.user_ns["_nemo"]
+    assert isinstance(reply, Reply) and reply.text
+    shown = words(without_status_lines(cap.stdout.split("\n", 1)[1]))
+    assert shown[: len(words(reply.text))] == words(reply.text)  # then maybe action hints
+    assert "· " in cap.stdout  # tool calls as human status lines
+    assert '"prompt"' not in cap.stdout and "functionCall" not in cap.stdout
+
+
+def test_images_shown_inline_after_generation(connected: InteractiveShell) -> None:
+    _, cap = cell(connected, "", CITY)
+    images = [o for o in cap.outputs if "image/png" in o.data]
+    assert len(images) >= 1
+
+
+def test_interpolation_out_and_session(connected: InteractiveShell) -> None:
+    connected.user_ns["place"] = "a quiet beach at sunset"
+    _, cap = cell(connected, "--out first --session beach", "generate an image of {place}")
+    reply = connected.user_ns["first"]
+    assert reply is connected.user_ns["_nemo"]
+    assert reply.message == "generate an image of a quiet beach at sunset"
+    _, cap = line(connected, "sessions")
+    assert re.search(r"^beach: 1 turn \(id \d+\)$", cap.stdout, re.M)
+    _, cap = line(connected, "history --session beach")
+    assert "1. you: generate an image of a quiet beach at sunset" in cap.stdout
+
+
+def test_no_stream_and_quiet(connected: InteractiveShell) -> None:
+    _, cap = cell(connected, "--no-stream", CITY)
+    reply = connected.user_ns["_nemo"]
+    if reply.text:
+        assert reply.text.strip() in cap.stdout
+    assert "· " not in cap.stdout
+    _, cap = cell(connected, "--quiet --out q", "add calm music at 40%")
+    assert cap.stdout == "" and cap.outputs == []
+    assert isinstance(connected.user_ns["q"], Reply)
+
+
+def test_status_tracks_and_router_paths(connected: InteractiveShell) -> None:
+    cell(connected, "", CITY)
+    frame, cap = line(connected, "tracks")
+    summary = frame.attrs["caption"]
+    assert summary.startswith("Timeline (")
+    assert cap.stdout == summary + "\n"
+    assert list(frame.columns[:3]) == ["track", "type", "label"]
+    routed, cap = cell(connected, "", "show tracks")
+    assert routed.attrs["caption"] == summary
+    assert "_nemo" in connected.user_ns
+    _, cap = cell(connected, "", "how many credits do I have?")
+    assert re.match(
+        r"Credits: \d+ available, \d+ reserved by running work, \d+ in total\.\n", cap.stdout
+    )
+    _, cap = cell(connected, "", "积分")
+    assert cap.stdout.startswith("Credits: ")
+
+
+def silent_volume_edit(session_id: str) -> tuple[str, int]:
+    """A volume edit the emulator's agent answers without text for this session."""
+    from nemo_notebook.emulator.agent import _pick
+
+    for percent in range(40, 100, 5):  # not 30%: the generated music's volume already
+        message = f"set the music volume to {percent}%"
+        if _pick(3, session_id, message, "silent") == 0:
+            return message, percent
+    raise AssertionError("no silent edit found")
+
+
+def test_silent_edit_shows_the_diff_and_tracks(connected: InteractiveShell) -> None:
+    cell(connected, "", CITY)
+    session_id = magics_of(connected).workspace.sessions["main"].id
+    message, percent = silent_volume_edit(session_id)
+    _, cap = cell(connected, "", message)
+    assert connected.user_ns["_nemo"].silent
+    assert all(line.startswith("· ") for line in cap.stdout.splitlines()), cap.stdout
+    changes, table = (output.data for output in cap.outputs)
+    assert changes["text/plain"] == f"Changes to the draft:\n  • BGM volume 30% -> {percent}%"
+    assert "<li>BGM volume 30% -&gt; " in changes["text/html"]
+    assert table["text/plain"].startswith("Timeline (3 tracks)")
+    assert f"BGM: Lo-fi (0-5s, {percent}%)" in table["text/html"]
+
+
+def test_backend_text_is_escaped_in_html(connected: InteractiveShell) -> None:
+    cell(connected, "", CITY)
+    _, cap = cell(connected, "", f"change the title to '{XSS}'")
+    frame, _ = line(connected, "tracks")
+    assert XSS in frame.attrs["caption"]  # kept as text ...
+    html = [*html_outputs(cap), frame._repr_html_()]
+    assert all(XSS not in part for part in html)  # ... never as markup
+    assert "&lt;img src=x onerror=alert(1)&gt;" in frame._repr_html_()
+
+
+def test_panel_command_shares_the_session(connected: InteractiveShell) -> None:
+    import nemo_notebook
+    from nemo_notebook._panel import Panel
+
+    panel, _cap = line(connected, "panel --session side")
+    assert isinstance(panel, nemo_notebook.Panel) and nemo_notebook.Panel is Panel
+    workspace = magics_of(connected).workspace
+    assert panel._session is workspace.sessions["side"]
+    assert panel._next_video_path() == workspace.base_dir / "nemo-side-1.mp4"
+
+
+def test_credits_line(connected: InteractiveShell) -> None:
+    result, cap = line(connected, "credits")
+    assert result is None
+    assert cap.stdout.startswith("Credits: ")
+
+
+def test_upload_file_and_routed_upload(connected: InteractiveShell, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(PNG_1x1)
+    _, cap = line(connected, f"upload {photo}")
+    assert cap.stdout.startswith("Uploaded photo.png")
+    _, cap = cell(connected, "", f"upload {photo}")
+    assert cap.stdout.startswith("Uploaded photo.png")
+    with pytest.raises(FileNotFoundError):
+        line(connected, f"upload {tmp_path / 'missing.png'}")
+    cell(connected, "", CITY)
+    media = magics_of(connected).workspace.sessions["main"].state().generated_media
+    image_url = next(m["url"] for m in media if str(m.get("url", "")).endswith(".png"))
+    _, cap = line(connected, f"upload {image_url}")
+    assert cap.stdout.startswith("Uploaded img_") and "1920x1080" in cap.stdout
+
+
+def test_export_plays_inline_with_claim_link(connected: InteractiveShell, tmp_path: Path) -> None:
+    cell(connected, "", CITY)
+    result, cap = line(connected, "export")
+    saved = tmp_path / "nemo-main-1.mp4"
+    assert result is None and saved.is_file() and saved.stat().st_size > 0
+    stdout = cap.stdout
+    final = "\n".join(part.rsplit("\r", 1)[-1] for part in stdout.split("\n"))
+    assert final == "Rendering… 100%\nSaved nemo-main-1.mp4\n"
+    html = html_outputs(cap)
+    assert len(html) == 2
+    assert "data:video/mp4;base64," in html[0] and "poster=" in html[0]
+    assert "/workspace/claim?ct=" in html[1]
+    # linked, relative to the notebook's folder, under a chosen name
+    _, cap = line(connected, "export --link --out clips/final.mp4")
+    assert (tmp_path / "clips" / "final.mp4").is_file()
+    assert '<source src="clips/final.mp4"' in html_outputs(cap)[0]
+    # the embedding threshold is a setting
+    connected.run_line_magic("config", "NemoMagics.embed_limit_mb = 0.001")
+    assert not magics_of(connected).workspace.video_view(saved).embedded
+
+
+def test_routed_export_before_anything_fails_loudly(connected: InteractiveShell) -> None:
+    with pytest.raises(NothingToExportError, match="Generate something first"):
+        cell(connected, "", "export the video")
+
+
+def test_usage_errors(connected: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match="Usage"):
+        connected.run_line_magic("nemo", "frobnicate")
+    with pytest.raises(UsageError, match="empty"):
+        connected.run_cell_magic("nemo", "", "   \n")
+    with pytest.raises(UsageError):
+        connected.run_cell_magic("nemo", "--out 3", CITY)
+
+
+def test_failing_turn_raises(connected: InteractiveShell, emulator: Any) -> None:
+    emulator.faults.fail_requests(1, status=500, path_prefix="/run_sse")
+    try:
+        with capture_output() as cap, pytest.raises(NemoError):
+            connected.run_cell_magic("nemo", "", "add a title 'Failing'")
+    finally:
+        emulator.faults.reset()
+    assert_no_token(cap)
+
+
+def test_given_token_never_shown(
+    shell: InteractiveShell, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "nmv_usr_" + "Q" * 43
+    monkeypatch.setenv("NEMO_TOKEN", secret)
+    monkeypatch.setenv("NEMO_API_URL", emulator.url)  # for the lazy connect of the cell
+    with capture_output() as cap:
+        with pytest.raises(AuthError) as raised:
+            shell.run_line_magic("nemo", f"connect {emulator.url}")
+        with pytest.raises(AuthError) as raised_again:
+            shell.run_cell_magic("nemo", "", CITY)
+    assert "NEMO_TOKEN is invalid or expired" in str(raised.value)
+    assert "Connected" not in cap.stdout  # a failed connect says so loudly, not half-way
+    assert magics_of(shell).workspace.client is None
+    assert secret not in str(raised_again.value)
+    assert secret not in str(raised.value) and secret not in repr(raised.value)
+    assert_no_token(cap, secret, "Q" * 43)
+
+
+def test_connect_local_starts_an_emulator(shell: InteractiveShell) -> None:
+    result, cap = line(shell, "connect --local")
+    workspace = magics_of(shell).workspace
+    handle = workspace.emulator
+    assert result is None and handle is not None
+    assert cap.stdout.startswith(f"Started the local emulator; connected to {handle.url}.")
+    _, cap = line(shell, "credits")
+    assert cap.stdout.startswith("Credits: 100 available")
+    shell.run_line_magic("unload_ext", "nemo_notebook")
+    assert workspace.emulator is None
+    shell.run_line_magic("load_ext", "nemo_notebook")
+
+
+# --------------------------------------------------------------------------- scripted session
+
+
+class RecordingOutput:
+    def __init__(self) -> None:
+        self.text = ""
+        self.shown: list[object] = []
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def display(self, obj: object) -> None:
+        self.shown.append(obj)
+
+
+DRAFT = {
+    "d": 5000,
+    "t": [{"id": "v", "tt": 0, "sg": [{"st": 0, "d": 5000, "n": "city", "src": "http://h/a.png"}]}],
+}
+
+
+def state(draft: dict[str, Any], media: list[Any] | None = None) -> SessionState:
+    return SessionState.from_api(
+        {"session_id": "1", "state": {"draft": draft, "generated_media": media or []}}
+    )
+
+
+class ScriptedStream:
+    def __init__(self, events: list[object], reply: Reply, interrupt_after: int | None) -> None:
+        self.events, self.reply_value, self.interrupt_after = events, reply, interrupt_after
+        self.reply: Reply | None = None
+        self.closed = False
+
+    def __enter__(self) -> ScriptedStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+
+    def __iter__(self) -> Iterator[object]:
+        for index, event in enumerate(self.events):
+            if index == self.interrupt_after:
+                raise KeyboardInterrupt
+            yield event
+        self.reply = self.reply_value
+
+
+class ScriptedSession:
+    def __init__(self, events: list[object], reply: Reply, interrupt_after: int | None = None):
+        self.client = ScriptedClient()
+        self.id = "1234"
+        self.history: tuple[Any, ...] = ()
+        self.streams: list[ScriptedStream] = []
+        self._script = (events, reply, interrupt_after)
+
+    def stream(self, text: str) -> ScriptedStream:
+        self.streams.append(ScriptedStream(*self._script))
+        return self.streams[-1]
+
+
+class ScriptedClient:
+    api_url = "http://scripted"
+    is_anonymous = True
+
+    def __init__(self) -> None:
+        self.fetched: list[str] = []
+
+    def fetch_bytes(self, url: str) -> bytes:
+        self.fetched.append(url)
+        return PNG_1x1
+
+    def credits(self) -> Any:
+        from nemo_notebook._client import Credits
+
+        return Credits(90, 0, 90)
+
+    def close(self) -> None:
+        pass
+
+
+def scripted_workspace(
+    session: ScriptedSession, **settings: Any
+) -> tuple[Workspace, RecordingOutput]:
+    output = RecordingOutput()
+    workspace = Workspace(settings=DefaultSettings(**settings), output=output)
+    workspace.client = session.client
+    workspace.sessions["main"] = session
+    return workspace, output
+
+
+def test_silent_turn_shows_diff_and_tracks() -> None:
+    before, after = state({}), state(DRAFT)
+    reply = Reply("m", "", changes=("Video added: city (0-5s)",), state=after, state_before=before)
+    workspace, output = scripted_workspace(ScriptedSession([], reply))
+    workspace.chat("add the city clip", CellArgs())
+    kinds = [type(shown) for shown in output.shown]
+    assert kinds == [ChangesView, TracksTable]
+    changes = output.shown[0]
+    assert isinstance(changes, ChangesView)
+    assert changes.lines == ("Video added: city (0-5s)",)
+
+
+def test_actions_suggest_export_and_follow_free_hints() -> None:
+    after = state(DRAFT, media=[{"url": "http://h/media/generated/new.png"}])
+    reply = Reply(
+        "m",
+        "Done.",
+        state=after,
+        state_before=state(DRAFT),
+        actions=("export", "status", "credits"),
+    )
+    session = ScriptedSession([TextDelta("Done.")], reply)
+    workspace, output = scripted_workspace(session)
+    workspace.chat("make it", CellArgs())
+    assert "Ready to export: run `%nemo export` to render the MP4.\n" in output.text
+    assert "Credits: 90 available" in output.text
+    assert [type(s) for s in output.shown] == [ImageView, TracksTable]
+    assert session.client.fetched == ["http://h/media/generated/new.png"]
+
+    workspace, output = scripted_workspace(ScriptedSession([], reply), auto_actions=False)
+    workspace.chat("make it", CellArgs())
+    assert "`%nemo tracks`" in output.text and "`%nemo credits`" in output.text
+    assert [type(s) for s in output.shown] == [ImageView]
+
+
+def test_interrupt_closes_the_stream_and_says_what_to_do() -> None:
+    events = [TextDelta("Working"), ToolCall("generate_image", {}), TextDelta(" more")]
+    session = ScriptedSession(events, Reply("m", "x"), interrupt_after=2)
+    workspace, output = scripted_workspace(session)
+    with pytest.raises(KeyboardInterrupt):
+        workspace.chat("make it", CellArgs())
+    assert session.streams[0].closed
+    assert len(session.streams) == 1  # never re-sent
+    assert output.text.startswith("Working\n· ")
+    assert output.text.endswith("Run `%nemo status` to see what it did.\n")
+
+
+def test_empty_message_is_refused() -> None:
+    workspace, _ = scripted_workspace(ScriptedSession([], Reply("m")))
+    with pytest.raises(NotebookError):
+        workspace.chat("  ", CellArgs())
