@@ -29,6 +29,7 @@ from nemo_notebook._display import (
     NotebookOutput,
     Output,
     ProgressLine,
+    ReplyView,
     StreamSink,
     TracksTable,
     TurnPrinter,
@@ -766,6 +767,18 @@ def load_ipython_extension(ip: Any) -> None:
     if _registered(ip) is not None:
         return
     ip.register_magics(NemoMagics(shell=ip))
+    _register_rich_reprs(ip)
+
+
+def _register_rich_reprs(ip: Any) -> None:
+    """Show a Reply, a Draft and a SessionState as escaped HTML (``_nemo`` in a cell)."""
+    from nemo_notebook._client import Reply
+    from nemo_notebook._draft import Draft, SessionState
+
+    formatter = ip.display_formatter.mimebundle_formatter
+    formatter.for_type(Reply, lambda reply, *_: ReplyView(reply)._repr_mimebundle_())
+    formatter.for_type(Draft, lambda draft, *_: TracksTable(draft)._repr_mimebundle_())
+    formatter.for_type(SessionState, lambda state, *_: TracksTable(state.draft)._repr_mimebundle_())
 
 
 def unload_ipython_extension(ip: Any) -> None:

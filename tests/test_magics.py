@@ -581,3 +581,21 @@ def test_empty_message_is_refused() -> None:
     workspace, _ = scripted_workspace(ScriptedSession([], Reply("m")))
     with pytest.raises(NotebookError):
         workspace.chat("  ", CellArgs())
+
+
+def test_reply_and_draft_display_as_escaped_html():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nemo_notebook import Draft, Reply
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nemo_notebook")
+    formatter = shell.display_formatter
+    reply = Reply("hi", text="<img src=x onerror=alert(1)>", changes=("Title added: 'A' (0-3s)",))
+    data, _ = formatter.format(reply)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in data["text/html"]
+    assert "<img" not in data["text/html"]
+    assert "Title added" in data["text/plain"]
+    draft = Draft.from_dict({"t": [{"tt": 7, "sg": [{"st": 0, "d": 3000, "tx": "<b>x</b>"}]}]})
+    data, _ = formatter.format(draft)
+    assert "&lt;b&gt;x&lt;/b&gt;" in data["text/html"] and "<b>" not in data["text/html"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import ipaddress
 import logging
 import shutil
 import signal
@@ -20,6 +19,7 @@ import uvicorn
 
 from .app import Emulator, EmulatorConfig, build_app
 from .faults import Faults, RequestRecord
+from .handlers import is_loopback_host
 from .store import ALL_SCOPES, IssuedToken, Store
 
 __all__ = ["EmulatorHandle", "check_host", "serve", "start"]
@@ -118,22 +118,13 @@ class EmulatorHandle:
 
 def check_host(host: str, allow_remote: bool) -> None:
     """Refuse to listen beyond loopback unless asked to explicitly."""
-    if allow_remote or _is_loopback(host):
+    if allow_remote or is_loopback_host(host):
         return
     raise ValueError(
         f"refusing to listen on {host!r}: the emulator has no real security and is meant for "
         "this machine only. Use a loopback host (127.0.0.1, ::1, localhost) or pass "
         "allow_remote=True (--allow-remote) if you really want other machines to reach it."
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _bind(host: str, port: int) -> socket.socket:

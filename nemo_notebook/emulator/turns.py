@@ -1,0 +1,351 @@
+"""One chat turn over ``/run_sse``: the agent runs in a worker thread per turn and its steps
+become Google ADK events on a queue; the SSE body reads that queue, streams text in small
+chunks, sends heartbeats while nothing happens and obeys injected stream faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from .agent_protocol import CreditsExhausted
+from .envelope import ApiError, bad_request, read_json_object, required_str
+from .faults import StreamPlan
+from .handlers import Handlers, base_url_of
+from .store import InsufficientCredits, SessionRecord, Store
+from .uploads import upload_view
+
+if TYPE_CHECKING:
+    from .app import Emulator
+
+log = logging.getLogger("nemo_notebook.emulator")
+
+APP_NAME = "nemo_agent"
+AUTHOR = "nemo_agent"
+_CHUNK_DELAY_S = 0.04
+_STOP_POLL_S = 0.2  # how often a quiet stream checks whether the server is stopping
+_WORDS_PER_CHUNK = 3
+
+
+class ChatHandlers(Handlers):
+    """The chat endpoint: one turn per request, answered as Server-Sent Events."""
+
+    async def run_sse(self, request: Request) -> Response:
+        info = self.authenticate(request, "write")
+        body = await read_json_object(request, self.emu.config.max_json_bytes)
+        message, streaming = _parse_run_body(body)
+        session = self.owned_session(info, body["session_id"], body.get("user_id") or "me")
+        if self.store.balance(info.user_id).available <= 0:
+            raise ApiError(200, 2001, "out of credits: register or top up to continue")
+        turn = TurnRunner(self.emu, session, message, streaming, base_url_of(request))
+        plan = self.emu.faults.take_stream_plan()
+        turn.start()
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(
+            stream_turn(self.emu, turn, plan), media_type="text/event-stream", headers=headers
+        )
+
+
+def _parse_run_body(body: Mapping[str, Any]) -> tuple[str, bool]:
+    if body.get("app_name") != APP_NAME:
+        raise bad_request(f"app_name must be {APP_NAME!r}")
+    required_str(body, "session_id", 64)
+    user_id = body.get("user_id", "me")
+    if user_id is not None and not isinstance(user_id, str):
+        raise bad_request("'user_id' must be a string")
+    new_message = body.get("new_message")
+    parts = new_message.get("parts") if isinstance(new_message, Mapping) else None
+    if not isinstance(parts, list) or not parts:
+        raise bad_request("new_message.parts must be a non-empty list of {'text': ...}")
+    texts = [p.get("text") for p in parts if isinstance(p, Mapping)]
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise bad_request("every part of new_message.parts needs a string 'text'")
+    message = "\n".join(t for t in texts if t).strip()
+    if not message:
+        raise bad_request("the message is empty")
+    streaming = body.get("streaming", False)
+    if not isinstance(streaming, bool):
+        raise bad_request("'streaming' must be true or false")
+    return message, streaming
+
+
+class StoreReservation:
+    """Credits frozen for one tool call; settles or releases at most once."""
+
+    def __init__(self, store: Store, reservation_id: str) -> None:
+        self._store = store
+        self.id = reservation_id
+
+    def settle(self) -> None:
+        self._store.settle(self.id)
+
+    def release(self) -> None:
+        self._store.release(self.id)
+
+
+class SessionTurnContext:
+    """What the agent may read and change during one turn (agent.TurnContext)."""
+
+    def __init__(self, emulator: Emulator, session: SessionRecord, base_url: str) -> None:
+        self._emulator = emulator
+        self.session_id = session.session_id
+        self.user_id = session.user_id
+        self.language = session.language
+        self.base_url = base_url.rstrip("/")
+        self.media_dir = emulator.media_dir
+        self._reservations: list[StoreReservation] = []
+
+    @property
+    def time_scale(self) -> float:
+        return self._emulator.faults.time_scale
+
+    def load_state(self) -> dict[str, Any]:
+        return self._emulator.store.latest_state(self.session_id)
+
+    def save_state(self, state: dict[str, Any], reason: str) -> None:
+        self._emulator.store.save_state(self.session_id, state, reason)
+
+    def uploads(self) -> list[dict[str, Any]]:
+        return [upload_view(self._emulator, row, self.base_url) for row in self._uploads()]
+
+    def _uploads(self) -> list[dict[str, Any]]:
+        return self._emulator.store.list_uploads(self.session_id)
+
+    def reserve(self, tool: str, cost: int) -> StoreReservation:
+        try:
+            rid = self._emulator.store.reserve(self.user_id, tool, int(cost), self.session_id)
+        except InsufficientCredits as exc:
+            raise CreditsExhausted(f"Not enough credits: {exc}.") from exc
+        reservation = StoreReservation(self._emulator.store, rid)
+        self._reservations.append(reservation)
+        return reservation
+
+    def finish(self, succeeded: bool) -> None:
+        """Settle (turn done) or release (turn failed) what the agent left frozen."""
+        for reservation in self._reservations:
+            if succeeded:
+                reservation.settle()
+            else:
+                reservation.release()
+
+
+class TurnRunner:
+    """Runs the agent for one turn in a thread and hands ADK events to the SSE response."""
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        session: SessionRecord,
+        message: str,
+        streaming: bool,
+        base_url: str,
+    ) -> None:
+        self.emulator = emulator
+        self.session = session
+        self.message = message
+        self.streaming = streaming
+        self.invocation_id = "e-" + str(uuid.uuid4())
+        self.context = SessionTurnContext(emulator, session, base_url)
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+        self._texts: list[str] = []
+        self.thread = threading.Thread(target=self._run, name="nemo-turn", daemon=True)
+
+    def start(self) -> None:
+        self.emulator.track_turn(self.thread)
+        self.thread.start()
+
+    def _push(self, kind: str, payload: Any = None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens any more
+            self._loop.call_soon_threadsafe(self.queue.put_nowait, (kind, payload))
+
+    def _run(self) -> None:
+        store = self.emulator.store
+        try:
+            store.add_message(self.session.session_id, self.invocation_id, "user", self.message)
+            for step in self.emulator.agent.run_turn(self.context, self.message):
+                self._handle_step(step)
+            self.context.finish(succeeded=True)
+            self._push("event", self._event(turnComplete=True))
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._save_reply()
+            self._push("end")
+
+    def _fail(self, exc: Exception) -> None:
+        with contextlib.suppress(Exception):
+            self.context.finish(succeeded=False)
+        if _is_agent_failure(exc):
+            frame: dict[str, Any] = {"error": str(exc) or type(exc).__name__}
+            code = getattr(exc, "code", None)
+            if code is not None:
+                frame["code"] = code
+        else:
+            if not self.emulator.stopping.is_set():
+                log.exception("agent turn crashed")
+            frame = {"error": f"internal error in the emulator agent: {type(exc).__name__}"}
+        self._push("error", frame)
+
+    def _save_reply(self) -> None:
+        if not self._texts:
+            return
+        with contextlib.suppress(Exception):  # the store may be closed when the server stops
+            text = "\n\n".join(self._texts)
+            self.emulator.store.add_message(
+                self.session.session_id, self.invocation_id, "model", text
+            )
+
+    def _handle_step(self, step: Any) -> None:
+        kind = type(step).__name__
+        if kind == "Say":
+            self._say(str(step.text))
+        elif kind == "CallTool":
+            call = {"id": step.call_id, "name": step.name, "args": dict(step.args)}
+            content = {"parts": [{"functionCall": call}], "role": "model"}
+            self._push("event", self._event(content=content, actions={"stateDelta": {}}))
+        elif kind == "ToolDone":
+            response = {"id": step.call_id, "name": step.name, "response": step.response}
+            content = {"parts": [{"functionResponse": response}], "role": "user"}
+            actions = {"stateDelta": dict(step.state_delta or {})}
+            self._push("event", self._event(content=content, actions=actions))
+        elif kind == "Pause":
+            self.emulator.stopping.wait(max(0.0, float(step.seconds)) * self._scale())
+        else:
+            log.warning("ignoring unknown agent step %s", kind)
+
+    def _say(self, text: str) -> None:
+        if not text:
+            return
+        self._texts.append(text)
+        if self.streaming:
+            for index, chunk in enumerate(text_chunks(text)):
+                if index:
+                    self.emulator.stopping.wait(_CHUNK_DELAY_S * self._scale())
+                self._push("event", self._event(content=_text_content(chunk), partial=True))
+        self._push("event", self._event(content=_text_content(text)))
+
+    def _scale(self) -> float:
+        return self.emulator.faults.time_scale
+
+    def _event(self, **fields: Any) -> dict[str, Any]:
+        event = {
+            **fields,
+            "invocationId": self.invocation_id,
+            "author": AUTHOR,
+            "id": str(uuid.uuid4()),
+            "timestamp": round(time.time(), 3),
+        }
+        return {k: v for k, v in event.items() if v is not None}
+
+
+def _text_content(text: str) -> dict[str, Any]:
+    return {"parts": [{"text": text}], "role": "model"}
+
+
+def _is_agent_failure(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return "AgentFailure" in names  # by name: a replacement agent may bring its own classes
+
+
+def text_chunks(text: str, words: int = _WORDS_PER_CHUNK, max_chars: int = 12) -> list[str]:
+    """Split text into streamed pieces of a few words; ``"".join`` gives the text back."""
+    tokens: list[str] = []
+    for token in re.findall(r"\s*\S+\s*|\s+", text):
+        if len(token.strip()) > max_chars * 2 and not token.isascii():  # CJK runs: no spaces
+            tokens.extend(token[i : i + max_chars] for i in range(0, len(token), max_chars))
+        else:
+            tokens.append(token)
+    return ["".join(tokens[i : i + words]) for i in range(0, len(tokens), words)] or [text]
+
+
+_HEARTBEATS = (b": keep-alive\n\n", b'data: {"type":"heartbeat"}\n\n')
+
+
+class _StreamDropped(Exception):
+    """Raised inside a response body to cut the connection (injected fault)."""
+
+
+class _HideStreamDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not _contains_stream_drop(exc)
+
+
+def _contains_stream_drop(exc: BaseException | None) -> bool:
+    if exc is None:
+        return False
+    if isinstance(exc, _StreamDropped):
+        return True
+    inner = getattr(exc, "exceptions", None)
+    return isinstance(inner, (list, tuple)) and any(_contains_stream_drop(e) for e in inner)
+
+
+logging.getLogger("uvicorn.error").addFilter(_HideStreamDrops())
+
+
+def sse_frame(payload: Mapping[str, Any]) -> bytes:
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return b"data: " + text.encode("utf-8") + b"\n\n"
+
+
+async def stream_turn(
+    emulator: Emulator, turn: TurnRunner, plan: StreamPlan
+) -> AsyncIterator[bytes]:
+    """The SSE body of one turn, with heartbeats while nothing happens."""
+    scale = emulator.faults.time_scale
+    interval = max(0.005, emulator.config.heartbeat_interval * scale)
+    if plan.heartbeat_only_s is not None:
+        async for beat in _heartbeats_only(emulator, plan.heartbeat_only_s * scale, interval):
+            yield beat
+        return
+    sent = beats = 0
+    last_output = time.monotonic()
+    tick = min(interval, _STOP_POLL_S)
+    while not emulator.stopping.is_set():
+        if plan.drop_after_events is not None and sent >= plan.drop_after_events:
+            raise _StreamDropped
+        try:
+            kind, payload = await asyncio.wait_for(turn.queue.get(), timeout=tick)
+        except asyncio.TimeoutError:
+            if time.monotonic() - last_output >= interval:
+                yield _HEARTBEATS[beats % len(_HEARTBEATS)]
+                beats += 1
+                last_output = time.monotonic()
+            continue
+        if kind == "end":
+            return
+        yield sse_frame(payload)
+        last_output = time.monotonic()
+        if kind == "error":
+            return
+        sent += 1
+
+
+async def _heartbeats_only(
+    emulator: Emulator, duration_s: float, interval: float
+) -> AsyncIterator[bytes]:
+    deadline = time.monotonic() + duration_s
+    beats = 0
+    last_output = time.monotonic()
+    while not emulator.stopping.is_set():
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        due = last_output + interval
+        if now >= due:
+            yield _HEARTBEATS[beats % len(_HEARTBEATS)]
+            beats += 1
+            last_output = now
+            continue
+        await asyncio.sleep(min(min(due, deadline) - now, _STOP_POLL_S))
