@@ -867,15 +867,24 @@ EDIT_MESSAGES = (
 )
 
 
-def edit_replies(tmp_path: Path, sessions: int) -> list[list[str]]:
+def edit_replies(tmp_path: Path, drafts: int) -> list[list[str]]:
+    """Replies to the same edits on ``drafts`` different drafts (choices follow the draft)."""
     replies = []
-    for i in range(sessions):
+    for i in range(drafts):
         for message in EDIT_MESSAGES:
-            ctx = FakeContext(
-                media_dir=tmp_path / "media", session_id=f"s{i}", state=edited_state()
-            )
+            state = edited_state()
+            state["draft"]["t"][0]["sg"][0]["n"] = f"city {i}"
+            ctx = FakeContext(media_dir=tmp_path / "media", session_id=f"s{i}", state=state)
             replies.append(says(run(ctx, message)))
     return replies
+
+
+def test_choices_follow_the_draft_not_the_session(tmp_path: Path, media: FakeMedia) -> None:
+    def reply_in(session_id: str) -> list[str]:
+        ctx = FakeContext(media_dir=tmp_path / "m", session_id=session_id, state=edited_state())
+        return says(run(ctx, "set the music volume to 50%"))
+
+    assert reply_in("1111111111111111111") == reply_in("2222222222222222222")
 
 
 def test_about_a_third_of_edits_are_silent(tmp_path: Path, media: FakeMedia) -> None:

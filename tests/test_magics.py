@@ -295,21 +295,21 @@ def test_status_tracks_and_router_paths(connected: InteractiveShell) -> None:
     assert cap.stdout.startswith("Credits: ")
 
 
-def silent_volume_edit(session_id: str) -> tuple[str, int]:
-    """A volume edit the emulator's agent answers without text for this session."""
-    from nemo_notebook.emulator.agent import _pick
+def silent_volume_edit(draft: dict) -> tuple[str, int]:
+    """A volume edit the emulator's agent answers without text for this draft."""
+    from nemo_notebook.emulator.agent import _choice_seed, _pick
 
     for percent in range(40, 100, 5):  # not 30%: the generated music's volume already
         message = f"set the music volume to {percent}%"
-        if _pick(3, session_id, message, "silent") == 0:
+        if _pick(3, _choice_seed(draft), message, "silent") == 0:
             return message, percent
     raise AssertionError("no silent edit found")
 
 
 def test_silent_edit_shows_the_diff_and_tracks(connected: InteractiveShell) -> None:
     cell(connected, "", CITY)
-    session_id = magics_of(connected).workspace.sessions["main"].id
-    message, percent = silent_volume_edit(session_id)
+    session = magics_of(connected).workspace.sessions["main"]
+    message, percent = silent_volume_edit(session.state().draft.to_dict())
     _, cap = cell(connected, "", message)
     assert connected.user_ns["_nemo"].silent
     assert all(line.startswith("· ") for line in cap.stdout.splitlines()), cap.stdout

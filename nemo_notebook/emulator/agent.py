@@ -90,7 +90,8 @@ from .agent_protocol import (
 from .agent_texts import TEMPORARY_ISSUE, wording  # noqa: F401  (tests read TEMPORARY_ISSUE)
 from .agent_texts import TEXTS as _TEXTS  # noqa: F401  (tests read the wording)
 from .agent_turn import Turn
-from .agent_turn import pick as _pick  # noqa: F401  (tests reproduce the stable choices)
+from .agent_turn import choice_seed as _choice_seed  # noqa: F401  (tests reproduce choices)
+from .agent_turn import pick as _pick  # noqa: F401
 
 __all__ = [
     "Agent",

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .._draft import Draft
 from .agent_intents import Message
 from .agent_protocol import (
     AgentFailure,
@@ -37,6 +38,15 @@ def digest(*parts: object) -> str:
 def pick(n: int, *parts: object) -> int:
     """A stable choice in range(n) from the given parts."""
     return int(digest(*parts)[:12], 16) % n
+
+
+def choice_seed(draft: Mapping[str, Any]) -> str:
+    """What stable choices (silent edit, GUI phrase…) depend on besides the message.
+
+    The draft's track summary, not the session id: the same notebook then gets the same
+    replies on every fresh emulator, which keeps saved tutorial outputs reproducible.
+    """
+    return Draft.from_dict(draft).summary()
 
 
 def media_module(name: str) -> ModuleType:
@@ -68,6 +78,7 @@ class Turn:
         self.lang = msg.lang
         self.costs = costs
         self.state = _normalized_state(ctx.load_state())
+        self.seed = choice_seed(self.state["draft"])
         self._calls = 0
 
     @property
@@ -86,7 +97,7 @@ class Turn:
         return "call_" + digest(self.ctx.session_id, self.msg.raw, name, self._calls)[:16]
 
     def pick(self, n: int, salt: str) -> int:
-        return pick(n, self.ctx.session_id, self.msg.raw, salt)
+        return pick(n, self.seed, self.msg.raw, salt)
 
     def url_for(self, path: Path) -> str:
         rel = path.relative_to(self.ctx.media_dir).as_posix()
