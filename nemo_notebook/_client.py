@@ -724,6 +724,9 @@ class TurnStream:
         if self._closed.is_set():
             return
         before = self._state_or_none()
+        if self._closed.is_set():  # stopped while reading the state: send nothing at all
+            self._finish(Reply(self.message, stopped=True))
+            return
         self._started = self._clock.monotonic()
         self._start_reader(self._open())
         merger, translator = TextMerger(), StreamTranslator()
