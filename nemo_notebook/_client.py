@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -88,6 +88,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("nemo_notebook")
+T = TypeVar("T")
 
 SUPPORTED_UPLOAD_TYPES = (
     "mp4", "mov", "avi", "webm", "mkv", "jpg", "jpeg", "png", "gif", "webp",
@@ -328,15 +329,27 @@ class NemoClient:
         A 1001 with an anonymous token fetches a new token and repeats once; a 429 waits and
         repeats once. ``files`` is a factory so a repeat re-opens the files.
         """
-        retried_auth = retried_rate = False
-        while True:
-            request_headers = dict(headers or {})
+
+        def attempt() -> Any:
             kwargs: dict[str, Any] = {"json": json} if json is not None else {}
             if files is not None:
                 kwargs["files"] = files()
             try:
-                response = self._send(method, path, request_headers, authenticated, **kwargs)
+                response = self._send(method, path, dict(headers or {}), authenticated, **kwargs)
                 return self._unwrap(response)
+            finally:
+                for item in kwargs.get("files", {}).values():
+                    _close_file_field(item)
+
+        return self.with_safe_retries(attempt, authenticated=authenticated)
+
+    def with_safe_retries(self, attempt: Callable[[], T], *, authenticated: bool = True) -> T:
+        """Run ``attempt``; repeat it once after a renewed anonymous token (1001) and once
+        after waiting out a 429. Safe because a refused request ran nothing on the server."""
+        retried_auth = retried_rate = False
+        while True:
+            try:
+                return attempt()
             except AuthError:
                 if retried_auth or not (authenticated and self._anonymous):
                     raise
@@ -347,9 +360,6 @@ class NemoClient:
                     raise
                 retried_rate = True
                 self.clock.sleep(self.timing.rate_limit_wait)
-            finally:
-                for item in kwargs.get("files", {}).values():
-                    _close_file_field(item)
 
     def _send(
         self,
@@ -806,28 +816,21 @@ class TurnStream:
             "streaming": True,
         }
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
-        retried_auth = retried_rate = False
-        while True:
+
+        def attempt() -> httpx.Response:
             response = client._send("POST", "/run_sse", dict(headers), True, stream=True, json=body)
-            content_type = response.headers.get("content-type", "")
-            if response.is_success and "text/event-stream" in content_type:
-                self._response = response
+            if response.is_success and "text/event-stream" in response.headers.get(
+                "content-type", ""
+            ):
                 return response
             try:
                 response.read()
                 raise client._error_for(response, _json_or_empty(response))
-            except AuthError:
-                if retried_auth or not client.is_anonymous:
-                    raise
-                retried_auth = True
-                client._renew_anonymous_token()
-            except RateLimitError:
-                if retried_rate:
-                    raise
-                retried_rate = True
-                client.clock.sleep(client.timing.rate_limit_wait)
             finally:
                 response.close()
+
+        self._response = client.with_safe_retries(attempt)
+        return self._response
 
     def _start_reader(self, response: httpx.Response) -> None:
         thread = threading.Thread(
