@@ -767,9 +767,13 @@ class TurnStream:
         if rest:
             shown.append(rest)
             yield TextDelta(rest)
+        after: SessionState | None = None
         if outcome == "ended":
-            after = self._state_or_none()
-        else:
+            try:
+                after = self._state_or_none()
+            except TransportError:  # the server went away right after the stream: recover
+                outcome = "dropped"
+        if outcome != "ended":
             yield Recovering(outcome)
             recovered = self._recover(before, outcome)
             if recovered is None:  # stopped while waiting
@@ -1113,6 +1117,13 @@ def check_upload(path: Path) -> None:
             code=4001,
         )
     size = path.stat().st_size
+    if size == 0:
+        raise UnsupportedFileError(
+            f"'{path.name}' is empty (0 bytes). Upload a real media file. Accepted types: "
+            + ", ".join(SUPPORTED_UPLOAD_TYPES)
+            + ".",
+            code=4001,
+        )
     if size > MAX_UPLOAD_BYTES:
         raise FileTooLargeError(
             f"'{path.name}' is {size / 1024 / 1024:.1f} MB, over the 200 MB limit. "

@@ -433,7 +433,8 @@ def _unit_end(buffer: str, start: int, final: bool, resume: int = 0) -> tuple[in
     if body == size:
         return (size if final and size > start else None), start
     limit = body + _MAX_UNIT
-    for match in _END_RUN.finditer(buffer, max(body, resume)):
+    # Scan no further than the unit may reach, or long unpunctuated text goes quadratic.
+    for match in _END_RUN.finditer(buffer, max(body, resume), min(size, limit + 64)):
         if match.start() >= limit:
             break
         if match.group() == "\n":

@@ -555,7 +555,7 @@ def test_server_stopped_mid_turn_and_restarted_keeps_session_and_credits(
                     if isinstance(event, ToolCall) and not restarter.is_alive():
                         restarter.start()
         except (TransportError, TurnTimeoutError) as exc:
-            outcome = type(exc).__name__  # see the xfail test below
+            outcome = type(exc).__name__
         restarter.join(30)
         second = servers[-1]
         assert len(servers) == 2 and second.running
@@ -604,12 +604,6 @@ def test_a_token_stays_valid_across_a_restart_on_a_new_port(
     record(tmp_path_factory, "token_across_restart_new_port", new_tokens=0, calls=2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: emulator stop() ends open /run_sse streams cleanly (turns.stream_turn leaves "
-    "its loop when `stopping` is set), so the client takes a half-run turn for a finished one "
-    "and reports no change (or raises TransportError) instead of recovering by polling state",
-)
 def test_a_stream_cut_by_a_server_restart_is_recovered_by_polling(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     servers = [start(data_dir, time_scale=0.01)]
@@ -639,11 +633,6 @@ def test_a_stream_cut_by_a_server_restart_is_recovered_by_polling(tmp_path: Path
     assert any(isinstance(e, Recovering) for e in seen), "the half-run turn looked finished"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _client.TurnStream._run raises TransportError when the state read after a "
-    "finished stream fails on the network, instead of recovering by polling state",
-)
 def test_a_state_read_failing_after_the_stream_is_recovered_by_polling() -> None:
     state = {"session_id": "1", "task_id": "t", "task_name": "p", "state": {"draft": {"t": []}}}
     after = {**state, "state": {"draft": {"d": 1000, "m": {"title": "Done"}, "t": []}}}
@@ -721,12 +710,6 @@ def test_server_killed_mid_render_finishes_the_job_after_a_restart(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a render temp file (.render_<id>.mp4.*.part.mp4) left by a killed server "
-    "stays in media/renders forever; nothing cleans it up on start (render_jobs RenderWorker."
-    "start only requeues the job)",
-)
 def test_no_partial_render_file_survives_a_kill_and_restart(
     killable: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -239,12 +239,6 @@ def test_a_soak_of_500_turns_keeps_memory_flat(
 # -- latency of one request on a kept-alive connection ----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: emulator/server.py _bind() makes the listening socket with proto 0, so asyncio "
-    "never sets TCP_NODELAY on accepted connections: every kept-alive request waits ~40 ms "
-    "(Nagle + delayed ACK)",
-)
 def test_a_kept_alive_request_answers_in_milliseconds(emulator: Any) -> None:
     with httpx.Client(base_url=emulator.url, timeout=10) as http:
         http.get("/openapi.json")  # open the connection

@@ -268,3 +268,15 @@ def test_chinese_text_is_drawn_with_real_glyphs():
     second = _draw_text_image("边", {}, False, 1920, 1080)
     assert first.size == second.size
     assert first.tobytes() != second.tobytes()
+
+
+def test_an_overlong_draft_is_refused_before_encoding(
+    resolver: Callable[[str], Path], tmp_path: Path
+) -> None:
+    eleven_minutes = 11 * 60 * 1000
+    draft = {"d": eleven_minutes, "t": [{"tt": 7, "sg": [{"st": 0, "d": 1000, "tx": "Hi"}]}]}
+    with pytest.raises(render.RenderError, match="at most 10 minutes"):
+        render.render_draft(
+            draft, tmp_path / "long.mp4", resolve_media=resolver, width=160, height=90
+        )
+    assert not (tmp_path / "long.mp4").exists()

@@ -110,8 +110,7 @@ def test_every_operation_keeps_the_contract(
     method, path = label.split(" ", 1)
     operation = api_schema[path][method]
     # File types and sizes cannot be said in the schema: valid-looking uploads may be refused.
-    # The client id rule is missing from the document (see the xfail test below).
-    refused_as_designed = path.startswith("/api/upload") or path == "/api/auth/anonymous-token"
+    refused_as_designed = path.startswith("/api/upload")
     excluded = [positive_data_acceptance] if refused_as_designed else []
     known = {name: value for name, value in real_ids.items() if "{" + name + "}" in path}
     cases = st.one_of(
@@ -139,11 +138,6 @@ def test_every_operation_keeps_the_contract(
     call()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the emulator's OpenAPI document (openapi.py) gives X-Client-Id as any string, "
-    "but the server refuses an empty one and anything outside ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
-)
 def test_the_document_states_the_client_id_rule(live: Any) -> None:
     import jsonschema
 

@@ -73,6 +73,8 @@ def _object(properties: dict[str, Any], required: Iterable[str] = ()) -> dict[st
 
 
 _STR = {"type": "string"}
+# Client ids the server accepts (app._CLIENT_ID): a UUID fits.
+_CLIENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.\\-]{0,127}$"}
 _ID = {"type": "string", "minLength": 1, "maxLength": 64}
 _INT = {"type": "integer"}
 _NUM_OR_NULL = {"type": ["number", "null"]}
@@ -206,7 +208,9 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                         ["token", "user_id", "expires_at", "credits"],
                     )
                 ),
-                params=[{"name": "X-Client-Id", "in": "header", "required": True, "schema": _STR}],
+                params=[
+                    {"name": "X-Client-Id", "in": "header", "required": True, "schema": _CLIENT_ID}
+                ],
                 secure=False,
                 errors=(400, 429),
             )

@@ -435,7 +435,8 @@ def _font_size(style: Mapping[str, Any], caption: bool, width: int, height: int)
     short_side = min(width, height)
     default = 44 if caption else 80
     requested = _number(style.get("fontSize"), default) or default
-    return max(int(requested * short_side / 1080), 8)
+    # No larger than the canvas's short side: a huge size would make Pillow allocate gigabytes.
+    return min(max(int(requested * short_side / 1080), 8), short_side)
 
 
 def _draw_text_image(
@@ -812,6 +813,9 @@ def _run_ffmpeg(
             raise RenderError(f"ffmpeg failed (exit {returncode}): {tail or 'no error output'}")
 
 
+MAX_DURATION_S = 600  # one render worker: a 10-minute cap keeps the queue moving
+
+
 def render_draft(
     draft: Mapping[str, Any],
     output: str | os.PathLike[str],
@@ -832,12 +836,20 @@ def render_draft(
     started = time.perf_counter()
     _check_canvas(width, height, fps, preset)
     plan = _build_plan(_mapping(draft), resolve_media, width, height, fps)
+    if plan.duration_s > MAX_DURATION_S:
+        raise RenderError(
+            f"the draft is {plan.duration_s / 60:.1f} minutes long; the emulator renders at most "
+            f"{MAX_DURATION_S // 60} minutes — trim it first"
+        )
     target = Path(output)
     with (
         tempfile.TemporaryDirectory(prefix="nemo-render-") as work,
         _atomic_output(target, ".mp4") as tmp,
     ):
-        graph = _build_graph(plan, Path(work))
+        try:
+            graph = _build_graph(plan, Path(work))
+        except (OSError, ValueError, MemoryError) as exc:  # Pillow on absurd text styles
+            raise RenderError(f"could not prepare the text overlays: {exc}") from exc
         _run_ffmpeg(_command(graph, plan, tmp, preset), plan.duration_s, on_progress)
         if tmp.stat().st_size == 0:
             raise RenderError("ffmpeg produced an empty file")

@@ -125,9 +125,15 @@ class RenderWorker:
         self._thread = threading.Thread(target=self._loop, name="nemo-render", daemon=True)
 
     def start(self) -> None:
+        self._remove_partial_outputs()
         for render_id in self._emulator.store.requeue_unfinished_renders():
             self.submit(render_id)
         self._thread.start()
+
+    def _remove_partial_outputs(self) -> None:
+        """Temp files of renders a killed server left behind (finished ones are renamed)."""
+        for leftover in (self._emulator.media_dir / "renders").glob(".*.part*"):
+            leftover.unlink(missing_ok=True)
 
     def submit(self, render_id: str) -> None:
         with self._cond:

@@ -330,6 +330,7 @@ async def stream_turn(
         if kind == "error":
             return
         sent += 1
+    raise _StreamDropped  # the server is stopping mid-turn: cut the stream, as a crash would
 
 
 async def _heartbeats_only(
@@ -349,3 +350,4 @@ async def _heartbeats_only(
             last_output = now
             continue
         await asyncio.sleep(min(min(due, deadline) - now, _STOP_POLL_S))
+    raise _StreamDropped

@@ -368,6 +368,8 @@ def check_content(path: Path, ext: str, filename: str) -> dict[str, Any]:
     """Refuse content that contradicts the extension; return probed width/height/duration/fps."""
     with path.open("rb") as handle:
         head = handle.read(32)
+    if not head:
+        raise unsupported_type(f"{filename!r} is empty (0 bytes); upload a real media file")
     family = sniff(head)
     expected = _EXPECTED_FAMILIES[ext]
     if _FILE_TYPES[ext] == "image" and family not in expected:
