@@ -346,6 +346,8 @@ class NemoClient:
     def with_safe_retries(self, attempt: Callable[[], T], *, authenticated: bool = True) -> T:
         """Run ``attempt``; repeat it once after a renewed anonymous token (1001) and once
         after waiting out a 429. Safe because a refused request ran nothing on the server."""
+        if authenticated:
+            self._current_token()  # a refused token request is not retried like the call
         retried_auth = retried_rate = False
         while True:
             try:
@@ -510,7 +512,16 @@ class NemoClient:
             response = self._send(
                 "POST", "/api/auth/anonymous-token", {"X-Client-Id": client_id}, False
             )
-            data = self._unwrap(response)
+            try:
+                data = self._unwrap(response)
+            except RateLimitError as exc:
+                raise RateLimitError(
+                    "The server refused a new anonymous token: it allows one per client id every "
+                    "7 days and a few per network. Set NEMO_TOKEN to the token you have, or set "
+                    "NEMO_CLIENT_ID to a new UUID.",
+                    code=exc.code,
+                    status=exc.status,
+                ) from exc
             cached = CachedToken(
                 token=str(_field(data, "token")),
                 user_id=_optional_str(data.get("user_id")),

@@ -475,3 +475,13 @@ def test_a_server_without_the_state_endpoint_still_answers():
     reply = client.session("s1").send("hi")
     assert reply.text == "Hello there."
     assert reply.state is None and reply.changes == ()
+
+
+def test_a_refused_anonymous_token_says_why_without_waiting():
+    clock = FakeClock()
+    backend = FakeBackend(
+        fail_next=[("/api/auth/anonymous-token", 429, {"code": 429, "message": "limit"})]
+    )
+    with pytest.raises(RateLimitError, match="one per client id every 7 days"):
+        make_client(backend, clock).credits()
+    assert clock.sleeps == []
