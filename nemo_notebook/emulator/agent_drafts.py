@@ -75,6 +75,15 @@ def new_id(draft: dict[str, Any], prefix: str) -> str:
     return f"{prefix}_{n}"
 
 
+def replacing_id(track: dict[str, Any], draft: dict[str, Any], prefix: str) -> str:
+    """The id of the single segment a replacement takes over, so clients see an edit
+    ("BGM volume 30% -> 35%") rather than a removal and an addition."""
+    old = segments_of(track)
+    if len(old) == 1 and isinstance(old[0].get("id"), str):
+        return str(old[0]["id"])
+    return new_id(draft, prefix)
+
+
 def drop_empty_tracks(draft: dict[str, Any]) -> None:
     draft["t"] = [t for t in tracks_of(draft) if isinstance(t, dict) and segments_of(t)]
 
@@ -185,7 +194,7 @@ def place_music(turn: Turn, mood: str, volume: float, duration: int) -> dict[str
         track = {"id": "trk_bgm", "tt": TRACK_AUDIO, "n": "BGM", "sg": []}
         tracks_of(turn.draft).append(track)
     fade_out = min(1500, duration // 4)
-    segment = {"id": new_id(turn.draft, "seg_bgm"), "st": 0, "d": duration, "so": 0}
+    segment = {"id": replacing_id(track, turn.draft, "seg_bgm"), "st": 0, "d": duration, "so": 0}
     segment.update(n=mood_label(mood), src=url, v=volume, fi=min(500, duration // 4), fo=fade_out)
     track["sg"] = [segment]
     entry = {"type": "music", "url": url, "mood": mood, "duration_ms": duration}
@@ -214,7 +223,7 @@ def place_title(
         track = {"id": "trk_title", "tt": TRACK_TEXT, "n": "Title", "sg": []}
         tracks_of(draft).append(track)
     segment = {
-        "id": new_id(draft, "seg_title"),
+        "id": replacing_id(track, draft, "seg_title"),
         "st": start,
         "d": duration,
         "tx": text,
