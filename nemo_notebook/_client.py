@@ -7,6 +7,7 @@ silent stream is recovered by polling the session state (PROTOCOL §3 rule 3).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import logging
@@ -23,7 +24,7 @@ from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from httpx_sse import EventSource
+from httpx_sse import SSEError
 
 from ._config import (
     CachedToken,
@@ -64,13 +65,14 @@ from ._events import (
     Event,
     Heartbeat,
     Recovering,
+    SSEDataDecoder,
     StillWorking,
     StreamError,
     TextChunk,
     TextDelta,
     TextMerger,
     ToolCall,
-    parse_sse_data,
+    parse_sse_batch,
 )
 from ._router import StreamTranslator
 
@@ -700,7 +702,7 @@ class TurnStream:
         self._client = session.client
         self._timing = session.client.timing
         self._clock = session.client.clock
-        self._queue: deque[tuple[float, tuple[Event, ...]]] = deque()
+        self._queue: deque[tuple[float, bytes]] = deque()
         self._started = 0.0
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -755,19 +757,24 @@ class TurnStream:
         calls: list[ToolCall] = []
         errors: list[str] = []
         outcome = "stopped"
+        closed = self._closed
         try:
-            for event in self._pump():
-                if isinstance(event, TextChunk):
-                    text = translator.feed(merger.feed(event))
-                    if text:
+            for batch in self._pump():
+                for event in batch:
+                    if isinstance(event, TextChunk):
+                        text = translator.feed(merger.feed(event))
+                        if not text:
+                            continue
                         shown.append(text)
                         yield TextDelta(text)
-                    continue
-                if isinstance(event, ToolCall):
-                    calls.append(event)
-                elif isinstance(event, StreamError):
-                    errors.append(event.message)
-                yield event
+                    else:
+                        if isinstance(event, ToolCall):
+                            calls.append(event)
+                        elif isinstance(event, StreamError):
+                            errors.append(event.message)
+                        yield event
+                    if closed.is_set():  # Stop while the consumer held this event
+                        break
             outcome = self._outcome()
         finally:
             if outcome == "stopped":
@@ -854,15 +861,16 @@ class TurnStream:
         thread.start()
 
     def _read(self, response: httpx.Response) -> None:
-        """Reader thread: SSE -> parsed events, queued for the consumer."""
+        """Reader thread: only I/O. Each network read is queued as it came, with its arrival
+        time; decoding and parsing happen in the consumer (one wake per read, not per event)."""
         queue, wake, closed, clock = self._queue, self._wake, self._closed, self._clock
         try:
-            for sse in EventSource(response).iter_sse():
+            _check_event_stream(response)
+            for chunk in response.iter_bytes():
                 if closed.is_set():
                     break
-                events = parse_sse_data(sse.data)
-                if events:
-                    queue.append((clock.monotonic(), events))
+                if chunk:
+                    queue.append((clock.monotonic(), chunk))
                     wake.set()
         except Exception as exc:  # a broken connection ends the stream; recovery follows
             if not closed.is_set():
@@ -873,26 +881,33 @@ class TurnStream:
             self._reader_done = True
             wake.set()
 
-    def _pump(self) -> Iterator[Event]:
-        """Queued events with the turn's clocks applied (still-working, timeouts).
+    def _pump(self) -> Iterator[list[Event]]:
+        """Batches of events (one per network read) with the turn's clocks applied
+        (still-working, timeouts).
 
         Times are arrival times stamped by the reader, so a slow consumer does not shift them.
         """
         timing, clock, queue = self._timing, self._clock, self._queue
-        start = last_real = self._started
+        start = last_real = now = self._started
         next_notice = start + timing.still_working_every
+        frames = _FrameReader(self._response)
         while not self._closed.is_set():
             if queue:
-                now, events = queue.popleft()
-                for event in events:
-                    if not isinstance(event, Heartbeat):
+                now, chunk = queue.popleft()
+                events = frames.feed(chunk)
+                if events:
+                    if not all(isinstance(event, Heartbeat) for event in events):
                         last_real = now
                         next_notice = now + timing.still_working_every
-                    yield event
+                    yield events
             elif self._reader_done:
-                if not queue:
-                    return
-                continue
+                if queue:
+                    continue
+                if self._reader_error is None:  # the stream ended: what its last bytes hold
+                    events = frames.flush()
+                    if events:
+                        yield events
+                return
             else:
                 self._wake.wait(self._POLL_S)
                 self._wake.clear()
@@ -902,7 +917,7 @@ class TurnStream:
                 return
             if now >= next_notice:
                 next_notice = now + timing.still_working_every
-                yield StillWorking(round(now - start, 3))
+                yield [StillWorking(round(now - start, 3))]
 
     def _outcome(self) -> str:
         if self._closed.is_set():
@@ -1191,6 +1206,38 @@ def _copy_stream(client: NemoClient, url: str, handle: BinaryIO) -> None:
             written += len(chunk)
     if expected is not None and expected.isdigit() and written != int(expected):
         raise TransportError(f"The download stopped after {written} of {expected} bytes.")
+
+
+class _FrameReader:
+    """The consumer's side of a turn's stream: bytes -> text -> SSE data -> events.
+
+    Text is decoded as ``httpx`` does for ``iter_text`` (the response's encoding, errors
+    replaced); framing follows ``httpx_sse`` (see :class:`SSEDataDecoder`).
+    """
+
+    def __init__(self, response: httpx.Response | None) -> None:
+        encoding = (response.encoding if response is not None else None) or "utf-8"
+        self._text = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self._sse = SSEDataDecoder()
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        text = self._text.decode(chunk)
+        return parse_sse_batch(self._sse.feed(text)) if text else []
+
+    def flush(self) -> list[Event]:
+        payloads = self._sse.feed(self._text.decode(b"", True))
+        payloads.extend(self._sse.flush())
+        return parse_sse_batch(payloads)
+
+
+def _check_event_stream(response: httpx.Response) -> None:
+    """As ``httpx_sse.EventSource`` checks before reading."""
+    content_type = response.headers.get("content-type", "").partition(";")[0]
+    if "text/event-stream" not in content_type:
+        raise SSEError(
+            "Expected response header Content-Type to contain 'text/event-stream', "
+            f"got {content_type!r}"
+        )
 
 
 def _shutdown_socket(response: httpx.Response) -> None:

@@ -100,7 +100,14 @@ class StreamSink:
         self._at_line_start = True
         self._after_status = False
         self.writes = 0
-        self.text = ""
+        self._text: list[str] = []
+
+    @property
+    def text(self) -> str:
+        """Everything queued so far (kept as pieces: joining per chunk would be quadratic)."""
+        if len(self._text) > 1:
+            self._text[:] = ["".join(self._text)]
+        return self._text[0] if self._text else ""
 
     def feed(self, text: str) -> None:
         """Queue streamed text; written now or at the next due moment."""
@@ -140,7 +147,7 @@ class StreamSink:
 
     def _queue(self, text: str) -> None:
         self._pending.append(text)
-        self.text += text
+        self._text.append(text)
         self._at_line_start = text.endswith("\n")
 
     def _due(self) -> bool:
@@ -159,7 +166,14 @@ class TurnPrinter:
     def __init__(self, sink: StreamSink) -> None:
         self.sink = sink
         self.errors: list[str] = []
-        self.shown_text = ""
+        self._shown: list[str] = []
+
+    @property
+    def shown_text(self) -> str:
+        """All streamed text shown so far."""
+        if len(self._shown) > 1:
+            self._shown[:] = ["".join(self._shown)]
+        return self._shown[0] if self._shown else ""
 
     def __call__(self, event: object) -> None:
         self.handle(event)
@@ -167,7 +181,7 @@ class TurnPrinter:
     def handle(self, event: object) -> None:
         """Show one event; unknown or bookkeeping events only give the sink a chance to flush."""
         if isinstance(event, TextDelta):
-            self.shown_text += event.text
+            self._shown.append(event.text)
             self.sink.feed(event.text)
         elif isinstance(event, ToolCall):
             self.sink.line(f"· {event.status}")

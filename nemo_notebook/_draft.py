@@ -47,6 +47,8 @@ DATAFRAME_COLUMNS = (
     "volume",
     "source",
 )
+#: Segments per track described in the DataFrame caption; the rest are counted ("+N more").
+CAPTION_SEGMENTS = 10
 
 _MAX_MS = 10**12  # ~31 years: larger values are clamped so arithmetic stays cheap
 _MAX_VOLUME = 100.0
@@ -80,6 +82,21 @@ def _ms(value: object, default: int = 0) -> int:
     return int(min(max(round(number), 0), _MAX_MS))
 
 
+def _fast_ms(value: object) -> int:
+    """:func:`_ms` with a shortcut for the usual in-range ``int``."""
+    if type(value) is int and 0 <= value <= _MAX_MS:
+        return value
+    return _ms(value)
+
+
+def _fast_volume(value: object) -> float | None:
+    """:attr:`Segment.volume` of a raw ``v``, with a shortcut for the usual in-range ``float``."""
+    if type(value) is float and 0.0 <= value <= _MAX_VOLUME:
+        return value
+    number = _number(value)
+    return None if number is None else min(max(number, 0.0), _MAX_VOLUME)
+
+
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
@@ -102,7 +119,47 @@ def _one_line(text: str, limit: int = _LABEL_LIMIT) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+_JSON_ATOMS = frozenset({str, int, float, bool, type(None)})
+_FAST_COPY_DEPTH = 100
+
+
+class _TooDeep(Exception):
+    """The fast copy gave up: the value nests deeper than :data:`_FAST_COPY_DEPTH` (or loops)."""
+
+
 def _copy_json(value: Any) -> Any:
+    """Deep copy of dicts/lists/tuples (mappings become dicts, tuples lists); never recurses deep.
+
+    Plain JSON (dicts, lists, scalars) takes a fast recursive path; deeply nested or cyclic
+    input falls back to an explicit stack.
+    """
+    try:
+        return _copy_fast(value, _FAST_COPY_DEPTH)
+    except _TooDeep:
+        return _copy_with_stack(value)
+
+
+def _copy_fast(value: Any, depth: int) -> Any:
+    kind = type(value)
+    if kind is dict:
+        if not depth:
+            raise _TooDeep
+        return {
+            key: item if type(item) in _JSON_ATOMS else _copy_fast(item, depth - 1)
+            for key, item in value.items()
+        }
+    if kind is list:
+        if not depth:
+            raise _TooDeep
+        return [
+            item if type(item) in _JSON_ATOMS else _copy_fast(item, depth - 1) for item in value
+        ]
+    if isinstance(value, (Mapping, list, tuple)):
+        return _copy_with_stack(value)
+    return value
+
+
+def _copy_with_stack(value: Any) -> Any:
     """Deep copy of dicts/lists/tuples without recursion (deeply nested input is safe)."""
     if not isinstance(value, (Mapping, list, tuple)):
         return value
@@ -305,9 +362,18 @@ class Track:
         name = segment.label or segment.source_name
         return None if name is None else _one_line(name)
 
-    def describe(self, quote: str = '"', timing: bool = True) -> str:
-        """All segments, comma-separated (``"empty"`` without segments)."""
-        parts = [self.describe_segment(segment, quote, timing) for segment in self.segments]
+    def describe(
+        self, quote: str = '"', timing: bool = True, max_segments: int | None = None
+    ) -> str:
+        """All segments, comma-separated (``"empty"`` without segments).
+
+        With ``max_segments``, only that many are described, followed by ``"+N more"``.
+        """
+        segments = self.segments
+        shown = segments if max_segments is None else segments[: max(max_segments, 0)]
+        parts = [self.describe_segment(segment, quote, timing) for segment in shown]
+        if len(shown) < len(segments):
+            parts.append(f"+{len(segments) - len(shown)} more")
         return ", ".join(parts) if parts else "empty"
 
     def __repr__(self) -> str:
@@ -381,14 +447,18 @@ class Draft:
             isinstance(track.raw.get("sg"), list) and track.raw["sg"] for track in self.tracks
         )
 
-    def summary(self) -> str:
-        """One line: ``Timeline (3 tracks): 1. Video: city timelapse (0-10s) 2. BGM: …``."""
+    def summary(self, max_segments: int | None = None) -> str:
+        """One line: ``Timeline (3 tracks): 1. Video: city timelapse (0-10s) 2. BGM: …``.
+
+        ``max_segments`` caps the segments described per track (the rest become ``"+N more"``).
+        """
         tracks = self.tracks
         if not tracks:
             return "Timeline (0 tracks): empty"
         noun = "track" if len(tracks) == 1 else "tracks"
         items = " ".join(
-            f"{number}. {track.kind}: {track.describe()}" for number, track in enumerate(tracks, 1)
+            f"{number}. {track.kind}: {track.describe(max_segments=max_segments)}"
+            for number, track in enumerate(tracks, 1)
         )
         return f"Timeline ({len(tracks)} {noun}): {items}"
 
@@ -411,31 +481,50 @@ class Draft:
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per segment with the :data:`DATAFRAME_COLUMNS` keys."""
-        rows = []
+        columns = self._columns()
+        return [
+            dict(zip(DATAFRAME_COLUMNS, row, strict=True))
+            for row in zip(*columns.values(), strict=True)
+        ]
+
+    def _columns(self) -> dict[str, list[Any]]:
+        """The :meth:`rows` as one list per column (each raw value read once, per-track lookups
+        hoisted: this runs over every segment of long drafts)."""
+        columns: dict[str, list[Any]] = {name: [] for name in DATAFRAME_COLUMNS}
+        numbers, types, labels = columns["track"], columns["type"], columns["label"]
+        starts, ends, durations = columns["start_s"], columns["end_s"], columns["duration_s"]
+        volumes, sources = columns["volume"], columns["source"]
         for number, track in enumerate(self.tracks, 1):
-            for segment in track.segments:
-                label = segment.text if track.type == TRACK_TEXT else None
-                rows.append(
-                    {
-                        "track": number,
-                        "type": track.kind,
-                        "label": label or segment.label or segment.text,
-                        "start_s": segment.start_ms / 1000,
-                        "end_s": segment.end_ms / 1000,
-                        "duration_s": segment.duration_ms / 1000,
-                        "volume": segment.volume,
-                        "source": segment.src,
-                    }
-                )
-        return rows
+            segments = track.segments
+            count = len(segments)
+            numbers.extend([number] * count)
+            types.extend([track.kind] * count)
+            is_text = track.type == TRACK_TEXT
+            for segment in segments:
+                raw = segment.raw
+                text, label = _text(raw.get("tx")), _text(raw.get("n"))
+                labels.append((text or label) if is_text else (label or text))
+                start, duration = _fast_ms(raw.get("st")), _fast_ms(raw.get("d"))
+                starts.append(start / 1000)
+                ends.append((start + duration) / 1000)
+                durations.append(duration / 1000)
+                volumes.append(_fast_volume(raw.get("v")))
+                sources.append(_text(raw.get("src")))
+        return columns
 
     def to_dataframe(self) -> pandas.DataFrame:
-        """The tracks table (one row per segment); ``df.attrs["caption"]`` is :meth:`summary`."""
+        """The tracks table (one row per segment); ``df.attrs["caption"]`` is :meth:`summary`.
+
+        Long tracks are cut in the caption after :data:`CAPTION_SEGMENTS` segments (``"+N more"``).
+        """
         import pandas as pd
 
-        frame = pd.DataFrame(self.rows(), columns=list(DATAFRAME_COLUMNS))
+        columns = self._columns()
+        # Without rows, the frame is built as from an empty row list (object columns).
+        data = columns if columns["track"] else []
+        frame = pd.DataFrame(data, columns=list(DATAFRAME_COLUMNS))
         frame["volume"] = frame["volume"].astype("float64")
-        frame.attrs["caption"] = self.summary()
+        frame.attrs["caption"] = self.summary(max_segments=CAPTION_SEGMENTS)
         return frame
 
     def __repr__(self) -> str:

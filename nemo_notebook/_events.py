@@ -24,6 +24,7 @@ __all__ = [
     "Event",
     "Heartbeat",
     "Recovering",
+    "SSEDataDecoder",
     "StateDelta",
     "StillWorking",
     "StreamError",
@@ -34,6 +35,7 @@ __all__ = [
     "ToolResult",
     "TurnComplete",
     "parse_event",
+    "parse_sse_batch",
     "parse_sse_data",
     "tool_status",
 ]
@@ -360,6 +362,187 @@ def _parse_typed(kind: str, obj: dict[str, Any]) -> tuple[Event, ...]:
     elif kind in ("done", "turn_complete"):
         event = _TURN_COMPLETE
     return () if event is None else (event,)
+
+
+def parse_sse_batch(payloads: list[str]) -> list[Event]:
+    """Parse many ``data`` payloads at once (as :func:`parse_sse_data` each, in order).
+
+    Consecutive partial text chunks are merged into one :class:`TextChunk`: what
+    :class:`TextMerger` shows for them is the same, and there are far fewer events to hand on.
+    """
+    events: list[Event] = []
+    append = events.append
+    pending: list[str] = []  # texts of consecutive partial chunks, not yet appended
+    loads = json.loads
+    for data in payloads:
+        if not data or len(data) > MAX_PAYLOAD_CHARS or data.isspace():
+            parsed = parse_sse_data(data)
+        else:
+            try:
+                obj = loads(data)
+            except (ValueError, RecursionError):
+                continue
+            text = _partial_text(obj) if type(obj) is dict else None
+            if text is not None:
+                pending.append(text)
+                continue
+            parsed = parse_event(obj)
+        for event in parsed:
+            if type(event) is TextChunk and event.partial:
+                pending.append(event.text)
+                continue
+            if pending:
+                append(_merged_partial(pending))
+            append(event)
+    if pending:
+        append(_merged_partial(pending))
+    return events
+
+
+def _merged_partial(texts: list[str]) -> TextChunk:
+    chunk = TextChunk(texts[0] if len(texts) == 1 else "".join(texts), True)
+    texts.clear()
+    return chunk
+
+
+_PARTIAL_TEXT_KEYS = frozenset({"content", "partial", "invocationId", "author", "id", "timestamp"})
+
+
+def _partial_text(obj: dict[str, Any]) -> str | None:
+    """The text of the common ADK partial-text event (one model text part, nothing else);
+    ``None`` for any other shape, which then takes the full path."""
+    if obj.get("partial") is not True or not _PARTIAL_TEXT_KEYS.issuperset(obj):
+        return None
+    content = obj["content"]
+    if type(content) is not dict or content.get("role") == "user":
+        return None
+    parts = content.get("parts")
+    if type(parts) is not list or len(parts) != 1:
+        return None
+    part = parts[0]
+    if type(part) is not dict or len(part) != 1:
+        return None
+    text = part.get("text")
+    return text if type(text) is str and text else None
+
+
+# ------------------------------------------------------------------------------- SSE framing
+
+
+class SSEDataDecoder:
+    """Splits a text stream into the ``data`` of its server-sent events.
+
+    Same rules as ``httpx_sse`` (``EventSource.iter_sse``): lines end at ``\r\n``, ``\r`` or
+    ``\n``; comment lines are ignored; ``data:`` lines of one event are joined with ``"\n"``; a
+    blank line dispatches the event when any field (``event``, ``data``, ``id``, ``retry``) was
+    seen (``id`` is remembered across events, as the spec says); an event without a final blank
+    line is dropped. Only the ``data`` of each dispatched event is returned, since that is all
+    a turn uses.
+    """
+
+    __slots__ = ("_data", "_has_event", "_has_id", "_has_retry", "_line", "_trailing_cr")
+
+    def __init__(self) -> None:
+        self._line: list[str] = []  # the unfinished last line
+        self._trailing_cr = False
+        self._data: list[str] = []
+        self._has_event = False  # a non-empty event name in the open event
+        self._has_retry = False  # a valid retry field in the open event
+        self._has_id = False  # a non-empty last event id (kept across events)
+
+    def feed(self, text: str) -> list[str]:
+        """Take the next piece of text; return the ``data`` of the events it completed."""
+        if self._trailing_cr:  # a "\r" at the end of a piece may start a "\r\n"
+            text = "\r" + text
+            self._trailing_cr = False
+        if text.endswith("\r"):
+            self._trailing_cr = True
+            text = text[:-1]
+        if not text:
+            return []
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        end = text.rfind("\n")
+        if end < 0:
+            self._line.append(text)
+            return []
+        complete = text[:end]
+        if self._line:
+            self._line.append(complete)
+            complete = "".join(self._line)
+            self._line.clear()
+        if end + 1 < len(text):
+            self._line.append(text[end + 1 :])
+        return self._blocks(complete)
+
+    def flush(self) -> list[str]:
+        """The end of the stream: an unfinished line still counts (it can only be blank to
+        dispatch anything)."""
+        if not self._line and not self._trailing_cr:
+            return []
+        line = "".join(self._line)
+        self._line.clear()
+        self._trailing_cr = False
+        out: list[str] = []
+        self._lines(line, out, dispatch_last=False)
+        return out
+
+    def _blocks(self, complete: str) -> list[str]:
+        """Complete lines (``complete`` is followed by a newline) -> dispatched data."""
+        out: list[str] = []
+        blocks = complete.split("\n\n")
+        last = len(blocks) - 1
+        for index, block in enumerate(blocks):
+            dispatch = index < last  # every block but the last is followed by a blank line
+            if (
+                dispatch
+                and block.startswith("data:")
+                and "\n" not in block
+                and not self._data
+                and not self._has_event
+                and not self._has_retry
+            ):
+                out.append(block[6:] if block.startswith("data: ") else block[5:])
+            else:
+                self._lines(block, out, dispatch)
+        return out
+
+    def _lines(self, block: str, out: list[str], dispatch_last: bool) -> None:
+        """Lines of ``block`` one by one; then a blank line if ``dispatch_last``."""
+        for line in block.split("\n"):
+            self._line_of(line, out)
+        if dispatch_last:
+            self._line_of("", out)
+
+    def _line_of(self, line: str, out: list[str]) -> None:
+        if not line:
+            if self._data or self._has_event or self._has_retry or self._has_id:
+                out.append("\n".join(self._data))
+                self._data = []
+                self._has_event = self._has_retry = False
+            return
+        if line[0] == ":":
+            return
+        name, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._has_event = bool(value)
+        elif name == "id":
+            if "\0" not in value:
+                self._has_id = bool(value)
+        elif name == "retry" and not self._has_retry:
+            self._has_retry = _is_int(value)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- tool statuses

@@ -219,6 +219,40 @@ def test_stop_from_the_consumer_ends_the_turn_without_reposting():
     assert session.history[-1].reply is turn.reply
 
 
+def test_events_split_across_network_reads_and_crlf_give_the_same_reply():
+    body = (
+        sse(adk_text("Here is ", partial=True))
+        + sse(adk_call("generate_image", {"prompt": "x"})).replace(b"\n", b"\r\n")
+        + sse(adk_text("your city.", partial=True))
+        + sse(adk_text("Here is your city."))
+    )
+    backend = FakeBackend(turn=script(*(body[i : i + 7] for i in range(0, len(body), 7))))
+    events: list[object] = []
+    reply = make_client(backend).create_session().send("go", on_event=events.append)
+    assert reply.text == "Here is your city."
+    assert [call.name for call in reply.tool_calls] == ["generate_image"]
+    texts = [e.text for e in events if isinstance(e, TextDelta)]
+    assert "".join(texts) == "Here is your city."
+
+
+def test_stop_from_another_thread_mid_read_ends_the_turn():
+    import threading
+
+    one_read = b"".join(sse(adk_text(f"Part {i}. ", partial=True)) for i in range(2000))
+    backend = FakeBackend(turn=script(one_read))
+    session = make_client(backend).create_session()
+    seen = 0
+    with session.stream("go") as turn:
+        for event in turn:
+            seen += isinstance(event, TextDelta)
+            if seen == 1:
+                threading.Thread(target=turn.close).start()
+                threading.Event().wait(0.2)
+    assert turn.reply is not None and turn.reply.stopped
+    assert seen <= 2  # the rest of that network read is not handed on after Stop
+    assert backend.count("POST", "/run_sse") == 1
+
+
 # ----------------------------------------------------------------------------- auth
 
 

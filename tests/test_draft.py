@@ -524,3 +524,53 @@ def test_session_state_values_are_copies() -> None:
     state.video_infos.append(2)
     assert state.video_infos == [1]
     assert copy.deepcopy(state) == state
+
+
+# ------------------------------------------------------------------------ long drafts, copies
+
+
+def long_draft(count: int) -> dict[str, Any]:
+    segments = [{"id": f"v{i}", "st": i * 1000, "d": 1000, "n": f"s{i}"} for i in range(count)]
+    return {"t": [{"tt": 0, "sg": segments}, {"tt": 1, "n": "BGM", "sg": []}]}
+
+
+def test_summary_can_cap_segments_per_track_and_the_caption_does() -> None:
+    from nemo_notebook._draft import CAPTION_SEGMENTS
+
+    draft = Draft.from_dict(long_draft(CAPTION_SEGMENTS + 5))
+    capped = draft.summary(max_segments=2)
+    assert capped == "Timeline (2 tracks): 1. Video: s0 (0-1s), s1 (1-2s), +13 more 2. BGM: empty"
+    caption = draft.to_dataframe().attrs["caption"]
+    assert caption == draft.summary(max_segments=CAPTION_SEGMENTS)
+    assert caption.endswith(", +5 more 2. BGM: empty")
+    short = Draft.from_dict(long_draft(CAPTION_SEGMENTS))
+    assert short.to_dataframe().attrs["caption"] == short.summary()  # nothing cut
+
+
+def test_dataframe_rows_match_segment_properties_for_odd_values() -> None:
+    odd: list[Any] = [0, 7, -5, 10**13, 2.5, float("nan"), "12", "x", None, True, 0.35, 150.0]
+    segments = [{"st": a, "d": b, "v": a, "n": " ", "tx": b} for a in odd for b in odd[:4]]
+    draft = Draft.from_dict({"t": [{"tt": 7, "sg": segments}, {"tt": "1", "sg": segments}]})
+    for row, (track, segment) in zip(
+        draft.rows(), [(t, s) for t in draft.tracks for s in t.segments], strict=True
+    ):
+        assert row["start_s"] == segment.start_ms / 1000
+        assert row["end_s"] == segment.end_ms / 1000
+        assert row["duration_s"] == segment.duration_ms / 1000
+        assert row["volume"] == segment.volume
+        assert row["type"] == track.kind
+    frame = draft.to_dataframe()
+    assert frame["volume"].dtype == "float64" and len(frame) == len(draft.rows())
+
+
+def test_copies_of_deep_or_cyclic_input_take_the_stack_path() -> None:
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(5_000):
+        inner.append([])
+        inner = inner[0]
+    assert Draft.from_dict({"t": deep, "x": ({"a": 1},)}).to_dict()["x"] == [{"a": 1}]
+    looped: dict[str, Any] = {"t": []}
+    looped["t"].append(looped)
+    copied = Draft.from_dict(looped).to_dict()
+    assert copied["t"][0] is copied and copied is not looped

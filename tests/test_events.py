@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nemo_notebook._events import (
     MAX_PAYLOAD_CHARS,
     Heartbeat,
     Recovering,
+    SSEDataDecoder,
     StateDelta,
     StillWorking,
     StreamError,
@@ -20,6 +24,7 @@ from nemo_notebook._events import (
     ToolResult,
     TurnComplete,
     parse_event,
+    parse_sse_batch,
     parse_sse_data,
     tool_status,
 )
@@ -396,3 +401,123 @@ def test_merger_text_is_everything_returned() -> None:
     merger = TextMerger()
     chunks = [TextChunk(str(i), i % 3 != 2) for i in range(30)]
     assert "".join(feed_all(merger, *chunks)) == merger.text
+
+
+# ------------------------------------------------------------------- SSE framing and batches
+
+
+def reference_data(chunks: list[bytes]) -> list[str]:
+    """What ``httpx_sse.EventSource`` dispatches for this body (its public API)."""
+    import httpx
+    from httpx_sse import EventSource
+
+    class ListStream(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield from chunks
+
+    headers = {"content-type": "text/event-stream"}
+    response = httpx.Response(200, headers=headers, stream=ListStream())
+    return [sse.data for sse in EventSource(response).iter_sse()]
+
+
+def decoded_data(chunks: list[bytes]) -> list[str]:
+    import codecs
+
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    decoder, out = SSEDataDecoder(), []
+    for chunk in chunks:
+        out.extend(decoder.feed(text.decode(chunk)))
+    out.extend(decoder.feed(text.decode(b"", True)))
+    out.extend(decoder.flush())
+    return out
+
+
+sse_line = st.one_of(
+    st.sampled_from(
+        [
+            *(b"data: {}", b"data:x", b"data:  y", b"data", b"data:", b": ping", b"event: x"),
+            *(b"event:", b"id: 7", b"id:", b"id: a\x00b", b"retry: 3", b"retry: x", b"", b"o: 1"),
+        ]
+    ),
+    st.binary(max_size=20),
+    st.text(max_size=12).map(lambda t: b"data: " + t.encode("utf-8", "surrogatepass")),
+)
+sse_separator = st.sampled_from([b"\n", b"\r\n", b"\r", b"\n\n", b"\r\n\r\n", b"\r\r"])
+
+
+@st.composite
+def sse_chunks(draw: st.DrawFn) -> list[bytes]:
+    body = b"".join(line + sep for line, sep in draw(st.lists(st.tuples(sse_line, sse_separator))))
+    body += draw(st.sampled_from([b"", b"data: tail", b"\r", b"\n"]))
+    cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=8)))
+    return [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True) if b > a]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sse_chunks())
+def test_sse_data_decoder_agrees_with_httpx_sse(chunks: list[bytes]) -> None:
+    assert decoded_data(chunks) == reference_data(chunks)
+
+
+def test_sse_data_decoder_common_shapes() -> None:
+    decoder = SSEDataDecoder()
+    assert decoder.feed('data: {"a":1}\n\ndata: x\ndata: y\n\n: note\n\n') == ['{"a":1}', "x\ny"]
+    assert decoder.feed("data: spl") == []
+    assert decoder.feed("it\r") == []
+    assert decoder.feed("\n\r\n") == ["split"]
+    assert decoder.feed("id: 1\n\n\n") == ["", ""]  # a last event id makes blank lines dispatch
+    assert decoder.feed("data: no end") == [] and decoder.flush() == []
+
+
+def batch_by_one(payloads: list[str]) -> str:
+    merger = TextMerger()
+    for payload in payloads:
+        for event in parse_sse_data(payload):
+            if isinstance(event, TextChunk):
+                merger.feed(event)
+    return merger.text
+
+
+def test_parse_sse_batch_merges_consecutive_partial_text_only() -> None:
+    payloads = [
+        adk({"text": "Hel"}, partial=True),
+        adk({"text": "lo "}, partial=True, invocationId="e", author="a", id="1"),
+        adk({"text": "there."}, partial=True),
+        "",
+        adk({"text": "Next"}, partial=True),
+        adk({"functionCall": {"name": "add_music", "args": {}}}),
+        json.dumps({"type": "text", "content": "typed"}),
+        adk({"text": "skip"}, partial=True, role="user"),
+        adk({"text": "Hello there."}),
+    ]
+    events = parse_sse_batch(payloads)
+    assert events == [
+        TextChunk("Hello there.", partial=True),
+        Heartbeat(),
+        TextChunk("Next", partial=True),
+        ToolCall("add_music", {}),
+        TextChunk("typed", partial=True),
+        TextChunk("Hello there."),
+    ]
+    merger = TextMerger()
+    for event in events:
+        if isinstance(event, TextChunk):
+            merger.feed(event)
+    assert merger.text == batch_by_one(payloads)
+
+
+def test_parse_sse_batch_fast_path_matches_the_full_parser() -> None:
+    shapes = [
+        adk({"text": "a"}, partial=True),
+        adk({"text": "a", "thought": True}, partial=True),
+        adk({"text": ""}, partial=True),
+        adk({"text": "a"}, {"text": "b"}, partial=True),
+        adk({"text": "a"}, partial=True, turnComplete=True),
+        adk({"text": "a"}, partial=True, actions={"stateDelta": {"k": 1}}),
+        adk({"text": "a"}, partial=True, errorCode="E"),
+        json.dumps({"content": {"parts": [{"text": "a"}]}, "partial": 1}),
+        "{broken",
+        "   ",
+    ]
+    for payload in shapes:
+        assert parse_sse_batch([payload]) == list(parse_sse_data(payload)), payload

@@ -115,9 +115,10 @@ def test_export_of_an_empty_session_says_generate_first(client: NemoClient):
 
 def test_another_users_session_is_not_found(client: NemoClient, emulator):
     mine = client.create_session()
-    with NemoClient(
-        api_url=emulator.url, client_id="11111111-2222-3333-4444-555555555555"
-    ) as other, pytest.raises(SessionNotFoundError):
+    with (
+        NemoClient(api_url=emulator.url, client_id="11111111-2222-3333-4444-555555555555") as other,
+        pytest.raises(SessionNotFoundError),
+    ):
         other.session(mine.id).state()
 
 

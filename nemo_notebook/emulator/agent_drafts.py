@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO
-from .agent_turn import DEFAULT_FPS, Turn, media_module
+from .agent_turn import DEFAULT_FPS, Turn, make_media, media_module
 
 TITLE_DURATION_MS = 3000
 # Text sizes are pixels on a canvas whose short side is 1080 (the renderer scales them).
@@ -155,7 +155,7 @@ def generated_image(turn: Turn, prompt: str) -> str:
     width, height, _ = turn.canvas()
     path = turn.media_path("generated", "img", ".png", turn.ctx.session_id, prompt, width, height)
     if not path.exists():
-        media_module("scenes").save_image(prompt, path, width=width, height=height)
+        make_media(turn.ctx, "scenes.save_image", prompt, path, width=width, height=height)
     url = turn.url_for(path)
     turn.state["generated_media"].append(
         {
@@ -187,7 +187,7 @@ def place_music(turn: Turn, mood: str, volume: float, duration: int) -> dict[str
     duration = max(duration, 1000)
     path = turn.media_path("music", "bgm", ".wav", turn.ctx.session_id, mood, duration)
     if not path.exists():
-        media_module("music").synthesize(mood, duration, path, seed=turn.ctx.session_id)
+        make_media(turn.ctx, "music.synthesize", mood, duration, path, seed=turn.ctx.session_id)
     url = turn.url_for(path)
     track = find_track(turn.draft, TRACK_AUDIO)
     if track is None:

@@ -26,7 +26,7 @@ from .agent_drafts import (
 from .agent_intents import Subject, parse_aspect, parse_seconds_ms, read_subject
 from .agent_protocol import Pause, Say, Step
 from .agent_texts import SCENE_SHOTS, percent_text, scene_text, seconds_text, span_text, wording
-from .agent_turn import ToolPlan, Turn, media_module
+from .agent_turn import ToolPlan, Turn, make_media, media_module
 
 IMAGE_DURATION_MS = 5000
 VIDEO_DURATION_MS = 10000
@@ -120,7 +120,8 @@ def _stage_one_video(
                 fps,
             )
             if not path.exists():
-                scenes.make_clip(prompt, path, clip_ms, width, height, fps=fps)
+                job = "scenes.make_clip"
+                make_media(turn.ctx, job, prompt, path, clip_ms, width, height, fps=fps)
             url = turn.url_for(path)
             urls.append(url)
             track["sg"].append(

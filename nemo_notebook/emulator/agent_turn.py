@@ -54,6 +54,20 @@ def media_module(name: str) -> ModuleType:
     return importlib.import_module(f"{__package__}.{name}")
 
 
+def make_media(ctx: TurnContext, job: str, *args: Any, **kwargs: Any) -> None:
+    """Run ``job`` ("scenes.save_image", "scenes.make_clip", "music.synthesize").
+
+    In the server the context runs it in a worker process, so it cannot hold the GIL the
+    event loop needs; a context without ``make_media`` (tests, other hosts) runs it here.
+    """
+    runner = getattr(ctx, "make_media", None)
+    if callable(runner):
+        runner(job, *args, **kwargs)
+        return
+    module_name, function_name = job.split(".")
+    getattr(media_module(module_name), function_name)(*args, **kwargs)
+
+
 def json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 

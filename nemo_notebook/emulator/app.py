@@ -17,6 +17,7 @@ envelope and error answers and ``handlers`` the authentication they share.
 
 from __future__ import annotations
 
+import queue
 import re
 import secrets
 import threading
@@ -46,6 +47,8 @@ from .envelope import (
 )
 from .faults import Faults
 from .handlers import Handlers, balance_view, base_url_of
+from .media_pool import MediaPool, MediaPoolClosed
+from .media_worker import run_job
 from .openapi import openapi_document
 from .render_jobs import RenderHandlers, RenderWorker
 from .store import RateLimited, Store, iso_utc
@@ -102,24 +105,60 @@ class Emulator:
         self.stopping = threading.Event()
         self._turns: set[threading.Thread] = set()
         self._turns_lock = threading.Lock()
+        self._launches: queue.SimpleQueue[threading.Thread | None] = queue.SimpleQueue()
+        self._launcher: threading.Thread | None = None
+        self._launcher_closed = False
         self.agent = config.agent if config.agent is not None else _default_agent(config.costs)
         self.store.release_stale_reservations()
         self.renders = RenderWorker(self)
         self.renders.start()
+        self._media_pool: MediaPool | None = None
+        self._media_lock = threading.Lock()
+        self._in_process_media = threading.Semaphore(1)
+        self._media_closed = False
 
     def close(self, render_timeout: float = 5.0, turn_timeout: float = 1.5) -> None:
         """Stop background work and close the database.
 
         Pauses end at once; a turn busy inside the agent (encoding a clip) gets
-        ``turn_timeout`` seconds, then its thread is left to die with the process.
+        ``turn_timeout`` seconds, then the media workers are killed (its job fails) and its
+        thread is left to end or die with the process.
         """
         self.stopping.set()
         self.faults.bind_token_expiry(None)
         self.renders.stop(render_timeout)
         deadline = time.monotonic() + turn_timeout
+        self._stop_launcher(turn_timeout)  # turns already queued start and see the stop
         for thread in self.running_turns():
             thread.join(max(0.0, deadline - time.monotonic()))
+        self._close_media_pool()  # after the grace time: a job still running fails at once
         self.store.close()
+
+    def run_media(self, job: str, *args: Any, **kwargs: Any) -> None:
+        """Run a media job (``"scenes.save_image"``…) in a worker process, off the GIL.
+
+        If no worker process can be started, the job runs here, one at a time.
+        """
+        try:
+            self._pool().run(job, *args, **kwargs)
+        except OSError:
+            with self._in_process_media:
+                run_job({"job": job, "args": list(args), "kwargs": kwargs})
+
+    def _pool(self) -> MediaPool:
+        with self._media_lock:
+            if self._media_closed:
+                raise MediaPoolClosed("the emulator has stopped")
+            if self._media_pool is None:
+                self._media_pool = MediaPool()
+            return self._media_pool
+
+    def _close_media_pool(self) -> None:
+        with self._media_lock:
+            pool, self._media_pool = self._media_pool, None
+            self._media_closed = True
+        if pool is not None:
+            pool.close()
 
     def running_turns(self) -> list[threading.Thread]:
         with self._turns_lock:
@@ -127,7 +166,37 @@ class Emulator:
 
     def track_turn(self, thread: threading.Thread) -> None:
         with self._turns_lock:
-            self._turns = {t for t in self._turns if t.is_alive()} | {thread}
+            self._turns = {t for t in self._turns if t.is_alive() or t.ident is None} | {thread}
+
+    def launch_turn(self, thread: threading.Thread) -> None:
+        """Start a turn's thread without waiting for it (safe on the event loop).
+
+        ``Thread.start()`` waits until the new thread runs, which under a burst of turns means
+        waiting for the GIL; a launcher thread does that waiting instead of the event loop.
+        """
+        self.track_turn(thread)
+        with self._turns_lock:
+            if self._launcher_closed:
+                thread.start()
+                return
+            if self._launcher is None:
+                self._launcher = threading.Thread(
+                    target=self._launch_turns, name="nemo-turn-launcher", daemon=True
+                )
+                self._launcher.start()
+        self._launches.put(thread)
+
+    def _launch_turns(self) -> None:
+        while (thread := self._launches.get()) is not None:
+            thread.start()
+
+    def _stop_launcher(self, timeout: float) -> None:
+        with self._turns_lock:
+            launcher, self._launcher = self._launcher, None
+            self._launcher_closed = True
+        if launcher is not None:
+            self._launches.put(None)
+            launcher.join(timeout)
 
     # -- media paths -------------------------------------------------------------------------
 

@@ -121,6 +121,10 @@ class SessionTurnContext:
     def _uploads(self) -> list[dict[str, Any]]:
         return self._emulator.store.list_uploads(self.session_id)
 
+    def make_media(self, job: str, *args: Any, **kwargs: Any) -> None:
+        """Run a media job in the emulator's worker processes (see agent_turn.make_media)."""
+        self._emulator.run_media(job, *args, **kwargs)
+
     def reserve(self, tool: str, cost: int) -> StoreReservation:
         try:
             rid = self._emulator.store.reserve(self.user_id, tool, int(cost), self.session_id)
@@ -159,29 +163,37 @@ class TurnRunner:
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._texts: list[str] = []
+        self._message_saved = False
         self.thread = threading.Thread(target=self._run, name="nemo-turn", daemon=True)
 
     def start(self) -> None:
-        self.emulator.track_turn(self.thread)
-        self.thread.start()
+        self.emulator.launch_turn(self.thread)
 
     def _push(self, kind: str, payload: Any = None) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens any more
             self._loop.call_soon_threadsafe(self.queue.put_nowait, (kind, payload))
 
     def _run(self) -> None:
-        store = self.emulator.store
         try:
-            store.add_message(self.session.session_id, self.invocation_id, "user", self.message)
             for step in self.emulator.agent.run_turn(self.context, self.message):
                 self._handle_step(step)
+                self._save_message()  # after the first event: that one goes out first
             self.context.finish(succeeded=True)
             self._push("event", self._event(turnComplete=True))
         except Exception as exc:
             self._fail(exc)
         finally:
+            with contextlib.suppress(Exception):  # the store may be closed when the server stops
+                self._save_message()
             self._save_reply()
             self._push("end")
+
+    def _save_message(self) -> None:
+        if not self._message_saved:
+            self._message_saved = True
+            self.emulator.store.add_message(
+                self.session.session_id, self.invocation_id, "user", self.message
+            )
 
     def _fail(self, exc: Exception) -> None:
         with contextlib.suppress(Exception):
@@ -315,22 +327,61 @@ async def stream_turn(
     while not emulator.stopping.is_set():
         if plan.drop_after_events is not None and sent >= plan.drop_after_events:
             raise _StreamDropped
-        try:
-            kind, payload = await asyncio.wait_for(turn.queue.get(), timeout=tick)
-        except asyncio.TimeoutError:
+        item = await _next_item(turn.queue, tick)
+        if item is None:
             if time.monotonic() - last_output >= interval:
                 yield _HEARTBEATS[beats % len(_HEARTBEATS)]
                 beats += 1
                 last_output = time.monotonic()
             continue
-        if kind == "end":
+        limit = None if plan.drop_after_events is None else plan.drop_after_events - sent
+        frames, count, done = _take_ready(turn.queue, item, limit)
+        if frames:
+            yield frames
+            last_output = time.monotonic()
+        if done:
             return
-        yield sse_frame(payload)
-        last_output = time.monotonic()
-        if kind == "error":
-            return
-        sent += 1
+        sent += count
     raise _StreamDropped  # the server is stopping mid-turn: cut the stream, as a crash would
+
+
+async def _next_item(queue: asyncio.Queue[tuple[str, Any]], timeout: float) -> Any:
+    """The next queued item, or ``None`` after ``timeout`` (no task made when one is ready)."""
+    try:
+        return queue.get_nowait()
+    except asyncio.QueueEmpty:
+        pass
+    try:
+        return await asyncio.wait_for(queue.get(), timeout=timeout)
+    except asyncio.TimeoutError:
+        return None
+
+
+def _take_ready(
+    queue: asyncio.Queue[tuple[str, Any]], first: tuple[str, Any], limit: int | None
+) -> tuple[bytes, int, bool]:
+    """Frames for ``first`` and every item already queued behind it, written in one piece.
+
+    Returns the bytes, the number of events in them and whether the stream ends there (an
+    ``end`` or ``error`` item). Stops at ``limit`` events, so an injected drop stays exact.
+    """
+    frames: list[bytes] = []
+    count = 0
+    kind, payload = first
+    while True:
+        if kind == "end":
+            return b"".join(frames), count, True
+        frames.append(sse_frame(payload))
+        if kind == "error":
+            return b"".join(frames), count, True
+        count += 1
+        if limit is not None and count >= limit:
+            break
+        try:
+            kind, payload = queue.get_nowait()
+        except asyncio.QueueEmpty:
+            break
+    return b"".join(frames), count, False
 
 
 async def _heartbeats_only(

@@ -1,0 +1,64 @@
+"""A media worker process: makes images, clips and music for the emulator's agent.
+
+Run as ``python -m nemo_notebook.emulator.media_worker``. It reads one JSON request a line on
+stdin (``{"job": "scenes.save_image", "args": [...], "kwargs": {...}}``), runs it and answers one
+JSON line on stdout (``{"ok": true}`` or ``{"ok": false, "error": "..."}``). It runs at a lower
+CPU priority than the server, so a burst of generation cannot delay the server's responses,
+and it exits when stdin closes (the server stopped or died).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import sys
+from typing import Any, BinaryIO
+
+JOBS = frozenset({"scenes.save_image", "scenes.make_clip", "music.synthesize"})
+NICENESS = 10
+
+
+def run_job(request: dict[str, Any]) -> None:
+    """Run one request's media function (only the names in :data:`JOBS`)."""
+    job = request.get("job")
+    if job not in JOBS:
+        raise ValueError(f"unknown media job {job!r}")
+    module_name, function_name = str(job).split(".")
+    module = importlib.import_module(f"{__package__}.{module_name}")
+    getattr(module, function_name)(*request.get("args", ()), **request.get("kwargs", {}))
+
+
+def answer(request_line: bytes) -> dict[str, Any]:
+    try:
+        request = json.loads(request_line)
+        if not isinstance(request, dict):
+            raise ValueError("a request must be a JSON object")
+        run_job(request)
+    except Exception as exc:
+        return {"ok": False, "error": str(exc) or type(exc).__name__, "type": type(exc).__name__}
+    return {"ok": True}
+
+
+def serve(requests: BinaryIO, replies: BinaryIO) -> None:
+    """Answer requests until the input closes."""
+    for line in requests:
+        if not line.strip():
+            continue
+        replies.write(json.dumps(answer(line)).encode("utf-8") + b"\n")
+        replies.flush()
+
+
+def main() -> None:
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
+    # Replies get their own copy of stdout; stray prints from libraries go to stderr.
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+        serve(sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    main()
