@@ -72,6 +72,7 @@ from ._events import (
     TextDelta,
     TextMerger,
     ToolCall,
+    ToolResult,
     parse_sse_batch,
 )
 from ._router import StreamTranslator
@@ -768,6 +769,11 @@ class TurnStream:
                         shown.append(text)
                         yield TextDelta(text)
                     else:
+                        if isinstance(event, ToolCall | ToolResult):
+                            text = translator.flush()
+                            if text:
+                                shown.append(text)
+                                yield TextDelta(text)
                         if isinstance(event, ToolCall):
                             calls.append(event)
                         elif isinstance(event, StreamError):
@@ -1190,11 +1196,18 @@ def _write_atomically(target: Path, client: NemoClient, url: str) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             _copy_stream(client, url, handle)
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; a video is not secret
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _copy_stream(client: NemoClient, url: str, handle: BinaryIO) -> None:

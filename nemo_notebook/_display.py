@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import os
 import subprocess
 import sys
@@ -361,10 +362,12 @@ def image_mime_type(data: bytes) -> str | None:
 class ImageView:
     """A generated still: ``image/png`` or ``image/jpeg`` data with a text fallback."""
 
+    PREVIEW_WIDTH = 960  # a 1080p PNG is ~3 MB: notebooks stay small and portable
+
     def __init__(self, data: bytes, label: str = "image") -> None:
-        self.data = data
+        self.data = _preview(data, self.PREVIEW_WIDTH)
         self.label = label
-        self.mime_type = image_mime_type(data) or "image/png"
+        self.mime_type = image_mime_type(self.data) or "image/png"
 
     def __repr__(self) -> str:
         return f"ImageView({self.label!r}, {len(self.data)} bytes)"
@@ -378,6 +381,25 @@ class ImageView:
             alt = html.escape(self.label, quote=True)
             bundle["text/html"] = f'<img src="data:{self.mime_type};base64,{encoded}" alt="{alt}">'
         return bundle
+
+
+def _preview(data: bytes, width: int) -> bytes:
+    """A JPEG no wider than ``width`` when Pillow is there and the image is larger; else as is."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return data
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width <= width:
+                return data
+            image = image.convert("RGB")
+            image.thumbnail((width, width * image.height // image.width))
+            out = io.BytesIO()
+            image.save(out, "JPEG", quality=85)
+            return out.getvalue()
+    except (OSError, ValueError):  # not an image Pillow reads: show the original bytes
+        return data
 
 
 def relative_src(path: Path, base_dir: Path) -> str:

@@ -582,6 +582,14 @@ class StreamTranslator:
         self._resume = resume - used
         return self._release(units)
 
+    def flush(self) -> str:
+        """Release the sentence still being written (before a tool call is shown, so text
+        stays in front of the status lines it preceded); a held temporary issue stays held."""
+        units, _, _ = _split_units(self._buffer, final=True, resume=self._resume)
+        self._buffer = ""
+        self._resume = 0
+        return self._release(units)
+
     def finish(self, turn_ok: bool = True) -> str:
         """Flush the rest; when ``turn_ok``, drop a trailing temporary-issue sentence."""
         units, _, _ = _split_units(self._buffer, final=True, resume=self._resume)

@@ -519,3 +519,24 @@ def test_a_refused_anonymous_token_says_why_without_waiting():
     with pytest.raises(RateLimitError, match="one per client id every 7 days"):
         make_client(backend, clock).credits()
     assert clock.sleeps == []
+
+
+def test_text_is_shown_before_the_tool_call_that_follows_it():
+    backend = FakeBackend(
+        turn=script(
+            sse(adk_text("Here is your image", partial=True)),
+            sse(adk_text(". It is procedural", partial=True)),
+            sse(adk_call("add_music", {"mood": "lofi"})),
+            sse(adk_text("Music added.")),
+        )
+    )
+    session = make_client(backend).create_session()
+    with session.stream("go") as turn:
+        order = [
+            e.text if isinstance(e, TextDelta) else e.name
+            for e in turn
+            if isinstance(e, TextDelta | ToolCall)
+        ]
+    call_at = order.index("add_music")
+    assert "".join(order[:call_at]) == "Here is your image. It is procedural"
+    assert "Music added." in "".join(order[call_at + 1 :])

@@ -6,6 +6,8 @@ are also driven through the plain :class:`Workspace` with a small scripted sessi
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
+from PIL import Image
 
 from nemo_notebook._client import Reply
 from nemo_notebook._display import ChangesView, ImageView, TracksTable
@@ -250,8 +253,11 @@ def test_lazy_connect_says_where_and_runs_a_streamed_turn(
 
 def test_images_shown_inline_after_generation(connected: InteractiveShell) -> None:
     _, cap = cell(connected, "", CITY)
-    images = [o for o in cap.outputs if "image/png" in o.data]
+    images = [o for o in cap.outputs if "image/jpeg" in o.data]
     assert len(images) >= 1
+    preview = base64.b64decode(images[0].data["image/jpeg"])
+    with Image.open(io.BytesIO(preview)) as image:
+        assert image.width == 960  # a 1920-wide still, shown at preview size
 
 
 def test_interpolation_out_and_session(connected: InteractiveShell) -> None:

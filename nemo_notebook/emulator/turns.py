@@ -20,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 
 from .agent_protocol import CreditsExhausted
 from .envelope import ApiError, bad_request, read_json_object, required_str
+from .envelope import log as envelope_log
 from .faults import StreamPlan
 from .handlers import Handlers, base_url_of
 from .store import InsufficientCredits, SessionRecord, Store
@@ -303,7 +304,9 @@ def _contains_stream_drop(exc: BaseException | None) -> bool:
     return isinstance(inner, (list, tuple)) and any(_contains_stream_drop(e) for e in inner)
 
 
-logging.getLogger("uvicorn.error").addFilter(_HideStreamDrops())
+# A deliberate cut (fault injection, server stopping) is not an error worth a traceback.
+for _logger in ("uvicorn.error", envelope_log.name):
+    logging.getLogger(_logger).addFilter(_HideStreamDrops())
 
 
 def sse_frame(payload: Mapping[str, Any]) -> bytes:
