@@ -338,12 +338,19 @@ class LinkView:
 
     def to_html(self) -> str:
         note = f" <small>{html.escape(self.note)}</small>" if self.note else ""
-        href = html.escape(self.url, quote=True)
-        target = "target='_blank' rel='noopener noreferrer'"
-        return f'<a href="{href}" {target}>{html.escape(self.label)}</a>{note}'
+        return link_html(self.url, self.label) + note
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/plain": self.to_text(), "text/html": self.to_html()}
+
+
+def link_html(url: str, label: str) -> str:
+    """An escaped link that opens in a new tab; only http(s) URLs become links (no
+    ``javascript:`` from a server), anything else is shown as text."""
+    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+        return f"{html.escape(label)}: <code>{html.escape(url)}</code>"
+    href = html.escape(url, quote=True)
+    return f'<a href="{href}" target="_blank" rel="noopener noreferrer">{html.escape(label)}</a>'
 
 
 def image_mime_type(data: bytes) -> str | None:

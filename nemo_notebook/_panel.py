@@ -25,6 +25,7 @@ from nemo_notebook._display import (
     TurnPrinter,
     generated_image_urls,
     image_mime_type,
+    link_html,
     percent_of,
 )
 from nemo_notebook._errors import NemoError
@@ -83,6 +84,7 @@ class Panel(widgets.VBox):
         self.events_seen = 0  # events of the running turn, heartbeats included
         self._build_widgets()
         super().__init__(children=self._layout(), **kwargs)
+        self._add_css_hooks()
 
     # -- widgets ---------------------------------------------------------------------------
 
@@ -105,6 +107,20 @@ class Panel(widgets.VBox):
         self.send_button.on_click(lambda _button: self.submit())
         self.stop_button.on_click(lambda _button: self.stop())
         self.export_button.on_click(lambda _button: self.export())
+
+    def _add_css_hooks(self) -> None:
+        """Stable class names for styling and browser tests."""
+        self.add_class("nemo-panel")
+        hooks = {
+            "nemo-prompt": self.prompt, "nemo-send": self.send_button,
+            "nemo-stop": self.stop_button, "nemo-export": self.export_button,
+            "nemo-actions": self.actions_box, "nemo-status": self.status,
+            "nemo-credits": self.credits_badge, "nemo-transcript": self.reply_view,
+            "nemo-media": self.media_box, "nemo-tracks": self.tracks_view,
+            "nemo-video": self.video_box,
+        }  # fmt: skip
+        for name, widget in hooks.items():
+            widget.add_class(name)
 
     def _layout(self) -> list[Any]:
         buttons = widgets.HBox([self.send_button, self.stop_button, self.export_button])
@@ -364,10 +380,8 @@ class Panel(widgets.VBox):
             url = session.claim_url()
         except NemoError as exc:
             return f"<span>No claim link: {html.escape(str(exc))}</span>"
-        href = html.escape(url, quote=True)
         return (
-            f'<a href="{href}" target="_blank" rel="noopener noreferrer">'
-            "Claim this project in NemoVideo</a> <small>(valid for 7 days)</small>"
+            link_html(url, "Claim this project in NemoVideo") + " <small>(valid for 7 days)</small>"
         )
 
     def _default_video_path(self) -> Path:

@@ -313,3 +313,12 @@ def test_poster_is_none_for_a_broken_file(tmp_path: Path) -> None:
 def test_relative_src_quotes_and_uses_slashes(tmp_path: Path) -> None:
     nested = tmp_path / "out dir" / "a&b.mp4"
     assert relative_src(nested, tmp_path) == "out%20dir/a%26b.mp4"
+
+
+def test_only_http_links_become_clickable():
+    from nemo_notebook._display import LinkView
+
+    safe = LinkView("https://nemovideo.com/workspace/claim?ct=clm_a", "Claim").to_html()
+    assert safe.startswith('<a href="https://nemovideo.com/')
+    hostile = LinkView("javascript:alert(1)", "Claim").to_html()
+    assert "<a " not in hostile and "javascript:alert(1)" in hostile

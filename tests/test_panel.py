@@ -248,3 +248,12 @@ def test_failure_from_the_server_reenables_buttons(client: NemoClient, emulator:
     panel.submit("add a title 'Works'")
     assert panel.wait(60)
     assert panel.last_error is None, panel.last_error
+
+
+def test_panel_parts_carry_stable_css_classes():
+    from nemo_notebook import Panel
+
+    panel = Panel(client=object(), session=object())
+    assert "nemo-panel" in panel._dom_classes
+    assert "nemo-send" in panel.send_button._dom_classes
+    assert "nemo-transcript" in panel.reply_view._dom_classes
