@@ -350,7 +350,8 @@ def link_html(url: str, label: str) -> str:
     if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
         return f"{html.escape(label)}: <code>{html.escape(url)}</code>"
     href = html.escape(url, quote=True)
-    return f'<a href="{href}" target="_blank" rel="noopener noreferrer">{html.escape(label)}</a>'
+    target = "target='_blank' rel='noopener noreferrer'"
+    return f'<a href="{href}" {target}>{html.escape(label)}</a>'
 
 
 def image_mime_type(data: bytes) -> str | None:
