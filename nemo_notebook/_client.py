@@ -75,7 +75,6 @@ from ._events import (
     ToolResult,
     parse_sse_batch,
 )
-from ._router import StreamTranslator
 
 __all__ = [
     "MAX_UPLOAD_BYTES",
@@ -753,6 +752,8 @@ class TurnStream:
             return
         self._started = self._clock.monotonic()
         self._start_reader(self._open())
+        from ._router import StreamTranslator  # ~34 regexes: compiled on the first turn
+
         merger, translator = TextMerger(), StreamTranslator()
         shown: list[str] = []
         calls: list[ToolCall] = []
