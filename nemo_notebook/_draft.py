@@ -208,14 +208,19 @@ def _percent(volume: float | None) -> str:
 
 
 @dataclass(frozen=True, repr=False)
-class Segment:
-    """One segment of a track, read from its raw dict (keys ``id st d so n src v fi fo tx``)."""
+class _RawView:
+    """A read-only view of one server dict; anything but a mapping reads as ``{}``."""
 
     raw: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.raw, Mapping):
             object.__setattr__(self, "raw", {})
+
+
+@dataclass(frozen=True, repr=False)
+class Segment(_RawView):
+    """One segment of a track, read from its raw dict (keys ``id st d so n src v fi fo tx``)."""
 
     @property
     def id(self) -> str | None:
@@ -295,14 +300,8 @@ class Segment:
 
 
 @dataclass(frozen=True, repr=False)
-class Track:
+class Track(_RawView):
     """One track: its type (``tt``: 0 video, 1 audio, 7 text), name and segments."""
-
-    raw: Mapping[str, Any] = field(default_factory=dict, hash=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.raw, Mapping):
-            object.__setattr__(self, "raw", {})
 
     @property
     def id(self) -> str | None:
@@ -384,14 +383,8 @@ class Track:
 
 
 @dataclass(frozen=True, repr=False)
-class Draft:
+class Draft(_RawView):
     """The session's draft: ``{"d": ms, "m": {...}, "t": [tracks]}``; read-only view of ``raw``."""
-
-    raw: Mapping[str, Any] = field(default_factory=dict, hash=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.raw, Mapping):
-            object.__setattr__(self, "raw", {})
 
     @classmethod
     def from_dict(cls, data: object) -> Draft:
@@ -702,14 +695,8 @@ def _canvas_changes(before: Draft, after: Draft) -> list[str]:
 
 
 @dataclass(frozen=True, repr=False)
-class SessionState:
+class SessionState(_RawView):
     """``GET /api/state/...`` data: ids, the draft and the other state lists."""
-
-    raw: Mapping[str, Any] = field(default_factory=dict, hash=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.raw, Mapping):
-            object.__setattr__(self, "raw", {})
 
     @classmethod
     def from_api(cls, data: object) -> SessionState:
