@@ -26,6 +26,8 @@ from typing import IO, Any
 
 from PIL import Image, ImageColor, ImageDraw, ImageFilter, ImageFont
 
+from .files import atomic_output
+
 log = logging.getLogger("nemo_notebook.emulator")
 
 __all__ = ["PRESETS", "RenderError", "poster_frame", "probe", "render_draft"]
@@ -172,7 +174,7 @@ def poster_frame(
     frame_s = 1.0 / (info["fps"] or 30.0)
     at = min(max(at_s, 0.0), max(duration - 2 * frame_s, 0.0))
     target = Path(out_png)
-    with _atomic_output(target, ".png") as tmp:
+    with atomic_output(target, ".png") as tmp:
         for seek in (at, 0.0):
             result = subprocess.run(
                 [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
@@ -187,30 +189,6 @@ def poster_frame(
             stderr = result.stderr.decode("utf-8", "replace")
             raise RenderError(f"could not extract a poster frame: {_tail(stderr, 3)}")
     return target
-
-
-class _atomic_output:
-    """Context manager: a temp path next to ``target``, renamed onto it on success."""
-
-    def __init__(self, target: Path, suffix: str) -> None:
-        self.target = target
-        self.suffix = suffix
-        self.tmp = target
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            prefix=f".{self.target.name}.", suffix=f".part{self.suffix}", dir=self.target.parent
-        )
-        os.close(fd)
-        self.tmp = Path(name)
-        return self.tmp
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.target)
-        else:
-            self.tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- draft model
@@ -844,7 +822,7 @@ def render_draft(
     target = Path(output)
     with (
         tempfile.TemporaryDirectory(prefix="nemo-render-") as work,
-        _atomic_output(target, ".mp4") as tmp,
+        atomic_output(target, ".mp4") as tmp,
     ):
         try:
             graph = _build_graph(plan, Path(work))

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, PngImagePlugin
+
+from .files import atomic_output
 
 __all__ = [
     "PROCEDURAL_SOFTWARE",
@@ -666,12 +667,6 @@ def _png_info(prompt: str, scene: dict[str, Any]) -> PngImagePlugin.PngInfo:
     return info
 
 
-def _atomic_target(path: Path, suffix: str) -> tuple[int, Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    return fd, Path(tmp)
-
-
 def save_image(
     prompt: str, path: str | os.PathLike[str], width: int = 1920, height: int = 1080
 ) -> dict[str, Any]:
@@ -684,14 +679,8 @@ def save_image(
     target = Path(path)
     scene = describe_scene(prompt)
     image = generate_image(prompt, width, height)
-    fd, tmp = _atomic_target(target, ".png")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=_png_info(prompt, scene), compress_level=3)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(target, ".png") as tmp:
+        image.save(tmp, format="PNG", pnginfo=_png_info(prompt, scene), compress_level=3)
     return {
         **scene,
         "path": str(target),
@@ -720,7 +709,6 @@ def make_clip(
     and cropped along a path over time. x264 ``ultrafast``: clips are intermediates that the
     renderer re-encodes, so speed wins over size. Returns the scene description plus file facts.
     """
-    import imageio_ffmpeg
 
     if duration_ms <= 0:
         raise ValueError("a clip needs a positive duration")
@@ -738,24 +726,8 @@ def make_clip(
         f"settb=1/{fps},setpts=N,crop={out_w}:{out_h}:x='{x_path}':y='(ih-oh)*t/{duration_s:.4f}',"
         f"setsar=1[v]"
     )
-    fd, tmp = _atomic_target(target, ".mp4")
-    os.close(fd)
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{big_w}x{big_h}", "-r", str(fps),
-        "-i", "pipe:0", "-filter_complex", graph, "-map", "[v]",
-        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "20", "-pix_fmt", "yuv420p",
-        "-r", str(fps), "-frames:v", str(frames), "-movflags", "+faststart", "-f", "mp4", str(tmp),
-    ]  # fmt: skip
-    try:
-        result = subprocess.run(command, input=frame.tobytes(), capture_output=True, check=False)
-        if result.returncode != 0:
-            tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-5:]
-            raise RuntimeError("ffmpeg could not encode the clip: " + " | ".join(tail))
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(target, ".mp4") as tmp:
+        _encode_clip(frame, (big_w, big_h), fps, frames, graph, tmp)
     return {
         **scene,
         "path": str(target),
@@ -766,3 +738,23 @@ def make_clip(
         "format": "mp4",
         "software": PROCEDURAL_SOFTWARE,
     }
+
+
+def _encode_clip(
+    frame: np.ndarray, size: tuple[int, int], fps: int, frames: int, graph: str, tmp: Path
+) -> None:
+    """One ffmpeg process: the raw RGB still on stdin, panned by ``graph``, into ``tmp``."""
+    import imageio_ffmpeg
+
+    big_w, big_h = size
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{big_w}x{big_h}", "-r", str(fps),
+        "-i", "pipe:0", "-filter_complex", graph, "-map", "[v]",
+        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "20", "-pix_fmt", "yuv420p",
+        "-r", str(fps), "-frames:v", str(frames), "-movflags", "+faststart", "-f", "mp4", str(tmp),
+    ]  # fmt: skip
+    result = subprocess.run(command, input=frame.tobytes(), capture_output=True, check=False)
+    if result.returncode != 0:
+        tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-5:]
+        raise RuntimeError("ffmpeg could not encode the clip: " + " | ".join(tail))
