@@ -375,6 +375,10 @@ def parse_sse_batch(payloads: list[str]) -> list[Event]:
     pending: list[str] = []  # texts of consecutive partial chunks, not yet appended
     loads = json.loads
     for data in payloads:
+        text = _partial_text_of_payload(data)
+        if text is not None:
+            pending.append(text)
+            continue
         if not data or len(data) > MAX_PAYLOAD_CHARS or data.isspace():
             parsed = parse_sse_data(data)
         else:
@@ -403,6 +407,37 @@ def _merged_partial(texts: list[str]) -> TextChunk:
     chunk = TextChunk(texts[0] if len(texts) == 1 else "".join(texts), True)
     texts.clear()
     return chunk
+
+
+# The usual partial-text event, recognised without decoding the whole JSON object: compact
+# JSON (as ADK and the emulator send it), the content object first and holding only one model
+# text part, every other key one of the bookkeeping keys with a plain value, and ADK's
+# ``actions`` with nothing but empty maps. Anything else, including the same event with other
+# spacing, takes the full path, so this only ever agrees with it (a property test checks that).
+_JSON_PLAIN_STRING = r'"[^"\\\x00-\x1f]*"'
+_JSON_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_JSON_TEXT = r'"((?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})+)"'
+_BOOKKEEPING_PAIR = (
+    r'(?:"partial":true|"(?:invocationId|author|id)":' + _JSON_PLAIN_STRING
+    + r'|"timestamp":' + _JSON_NUMBER
+    + r'|"actions":\{(?:"[A-Za-z_]+":\{\}(?:,"[A-Za-z_]+":\{\})*)?\})'
+)  # fmt: skip
+_PARTIAL_TEXT_PAYLOAD = re.compile(
+    r'\{"content":\{(?:"parts":\[\{"text":' + _JSON_TEXT + r'\}\](?:,"role":"model")?'
+    + r'|"role":"model","parts":\[\{"text":' + _JSON_TEXT + r'\}\])\}'
+    + r"((?:," + _BOOKKEEPING_PAIR + r")*)\}"
+)  # fmt: skip
+
+
+def _partial_text_of_payload(data: str) -> str | None:
+    """The text of a payload in the usual partial-text shape (see above), else ``None``."""
+    if len(data) > MAX_PAYLOAD_CHARS:
+        return None
+    match = _PARTIAL_TEXT_PAYLOAD.fullmatch(data)
+    if match is None or '"partial":true' not in match[3]:
+        return None
+    text = match[1] if match[1] is not None else match[2]
+    return json.loads('"' + text + '"') if "\\" in text else text
 
 
 _PARTIAL_TEXT_KEYS = frozenset({"content", "partial", "invocationId", "author", "id", "timestamp"})

@@ -28,6 +28,7 @@ from nemo_notebook._events import (
     parse_sse_data,
     tool_status,
 )
+from nemo_notebook._events import _partial_text_of_payload as partial_text_of_payload
 
 PROTOCOL_EXAMPLE = (
     '{"content":{"parts":[{"functionCall":{"id":"call_7","name":"generate_image","args":'
@@ -521,3 +522,109 @@ def test_parse_sse_batch_fast_path_matches_the_full_parser() -> None:
     ]
     for payload in shapes:
         assert parse_sse_batch([payload]) == list(parse_sse_data(payload)), payload
+
+
+def compact(obj: object, ensure_ascii: bool = False) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=ensure_ascii)
+
+
+ADK_PARTIAL = compact(
+    {
+        "content": {"parts": [{"text": 'Hello \u00e9\n"q" 城市'}], "role": "model"},
+        "partial": True,
+        "invocationId": "e-1",
+        "author": "nemo_agent",
+        "actions": {"stateDelta": {}, "artifactDelta": {}, "requestedAuthConfigs": {}},
+        "id": "ev1",
+        "timestamp": 1795353656.74,
+    }
+)
+
+
+@pytest.mark.parametrize("ensure_ascii", [False, True])
+def test_usual_partial_events_skip_the_json_decoder(ensure_ascii: bool) -> None:
+    """ADK's and the emulator's partial-text events are read without decoding the object."""
+    payload = compact(json.loads(ADK_PARTIAL), ensure_ascii=ensure_ascii)
+    assert partial_text_of_payload(payload) == 'Hello \u00e9\n"q" 城市'
+    emulator_order = compact(
+        {"content": {"role": "model", "parts": [{"text": "Hi"}]}, "partial": True, "id": "x"}
+    )
+    assert partial_text_of_payload(emulator_order) == "Hi"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        ADK_PARTIAL.replace('"partial":true', '"partial":false'),
+        ADK_PARTIAL.replace('"partial":true,', ""),
+        ADK_PARTIAL.replace('"stateDelta":{}', '"stateDelta":{"k":1}'),
+        ADK_PARTIAL.replace('"role":"model"', '"role":"user"'),
+        ADK_PARTIAL.replace('"id":"ev1"', '"errorCode":"E"'),
+        ADK_PARTIAL.replace('"id":"ev1"', '"turnComplete":true'),
+        ADK_PARTIAL.replace('"timestamp":1795353656.74', '"timestamp":1.'),
+        ADK_PARTIAL.replace(":", ": "),
+        ADK_PARTIAL[:-1],
+        ADK_PARTIAL.replace("Hello", "\x01"),
+        compact({"content": {"parts": [{"text": ""}]}, "partial": True}),
+        compact({"content": {"parts": [{"text": "a", "thought": True}]}, "partial": True}),
+        compact({"content": {"parts": [{"text": "a"}, {"text": "b"}]}, "partial": True}),
+    ],
+)
+def test_other_shapes_take_the_full_parser(payload: str) -> None:
+    assert partial_text_of_payload(payload) is None
+    assert parse_sse_batch([payload]) == list(parse_sse_data(payload))
+
+
+_json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)
+)
+
+
+def usually(usual: st.SearchStrategy, other: st.SearchStrategy) -> st.SearchStrategy:
+    """Mostly ``usual`` (the fast path's shape), sometimes ``other``: near-misses stay near."""
+    return st.one_of(usual, usual, usual, other)
+
+
+_texts = usually(st.text(min_size=1), st.sampled_from(["", "a\\b", '"', "\ud800", "\x01"]))
+_part = usually(st.fixed_dictionaries({"text": _texts}), st.dictionaries(st.text(), _json_leaf))
+_content = st.fixed_dictionaries(
+    {"parts": usually(st.lists(_part, min_size=1, max_size=1), st.lists(_part, max_size=2))},
+    optional={"role": usually(st.just("model"), st.sampled_from(["user", "tool", ""]))},
+)
+_actions = usually(
+    st.dictionaries(st.sampled_from(["stateDelta", "artifactDelta"]), st.just({})),
+    st.one_of(
+        st.fixed_dictionaries({"stateDelta": st.dictionaries(st.text(max_size=3), _json_leaf)}),
+        _json_leaf,
+    ),
+)
+_bookkeeping = st.fixed_dictionaries(
+    {},
+    optional={
+        "partial": usually(st.just(True), _json_leaf),
+        "invocationId": usually(st.text(max_size=8), _json_leaf),
+        "author": st.text(max_size=8),
+        "id": usually(st.text(max_size=8), _json_leaf),
+        "timestamp": usually(st.floats(allow_nan=False), _json_leaf),
+        "actions": _actions,
+        "turnComplete": st.booleans(),
+        "errorCode": _json_leaf,
+    },
+)
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    content=_content,
+    extra=_bookkeeping,
+    content_first=usually(st.just(True), st.just(False)),
+    ensure_ascii=st.booleans(),
+    cut=usually(st.just(0), st.integers(min_value=1, max_value=3)),
+)
+def test_fast_partial_path_agrees_with_the_full_parser(
+    content: dict, extra: dict, content_first: bool, ensure_ascii: bool, cut: int
+) -> None:
+    event = {"content": content, **extra} if content_first else {**extra, "content": content}
+    payload = compact(event, ensure_ascii=ensure_ascii)
+    payload = payload[: len(payload) - cut]  # also near-misses: truncated JSON
+    assert parse_sse_batch([payload]) == list(parse_sse_data(payload)), payload
