@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,3 +209,39 @@ def test_claim_tokens_are_random_and_stored_hashed(store: Store) -> None:
     other, _ = store.create_claim(user, session.session_id, session.task_id)
     assert claim.startswith("clm_") and claim != other and expires_in == 604800
     assert store.claim_exists(claim) and not store.claim_exists("clm_nope")
+
+
+def test_reads_do_not_wait_for_a_write_in_progress(store: Store) -> None:
+    """Request checks (token, session, balance) answer while a turn holds a write transaction,
+    and see only what was committed."""
+    issued = store.issue_anonymous_token("client-1", "127.0.0.1")
+    session = store.create_session(issued.user_id, "project", "en")
+    writing, finish = threading.Event(), threading.Event()
+
+    def hold_a_write() -> None:
+        with store._transaction() as db:
+            db.execute("UPDATE accounts SET available = 7 WHERE user_id = ?", (issued.user_id,))
+            writing.set()
+            finish.wait(10)
+
+    writer = threading.Thread(target=hold_a_write)
+    writer.start()
+    try:
+        assert writing.wait(5)
+        started = time.monotonic()
+        assert store.authenticate(issued.token).user_id == issued.user_id
+        assert store.get_session(session.session_id) == session
+        assert store.balance(issued.user_id).available == 100
+        assert time.monotonic() - started < 2.0
+    finally:
+        finish.set()
+        writer.join()
+    assert store.balance(issued.user_id).available == 7
+
+
+def test_reads_after_close_fail_clearly(store: Store) -> None:
+    issued = store.issue_anonymous_token("client-1", "127.0.0.1")
+    store.authenticate(issued.token)  # leaves an idle reader connection behind
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        store.authenticate(issued.token)

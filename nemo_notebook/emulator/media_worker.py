@@ -2,9 +2,9 @@
 
 Run as ``python -m nemo_notebook.emulator.media_worker``. It reads one JSON request a line on
 stdin (``{"job": "scenes.save_image", "args": [...], "kwargs": {...}}``), runs it and answers one
-JSON line on stdout (``{"ok": true}`` or ``{"ok": false, "error": "..."}``). It runs at a lower
-CPU priority than the server, so a burst of generation cannot delay the server's responses,
-and it exits when stdin closes (the server stopped or died).
+JSON line on stdout (``{"ok": true}`` or ``{"ok": false, "error": "..."}``). It runs at the
+lowest CPU priority, so a burst of generation cannot delay the server's responses, and it
+exits when stdin closes (the server stopped or died).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from typing import Any, BinaryIO
 
 JOBS = frozenset({"scenes.save_image", "scenes.make_clip", "music.synthesize"})
-NICENESS = 10
+NICENESS = 19
 
 
 def run_job(request: dict[str, Any]) -> None:
@@ -50,9 +50,18 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         replies.flush()
 
 
+def lower_priority() -> None:
+    """Run only when the CPU is otherwise idle (Linux ``SCHED_IDLE``), else at the lowest nice
+    level: media generation waits for the server's request handling, never the other way."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(NICENESS)
+
+
 def main() -> None:
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
+    lower_priority()
     # Replies get their own copy of stdout; stray prints from libraries go to stderr.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

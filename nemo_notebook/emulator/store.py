@@ -15,6 +15,7 @@ import copy
 import hashlib
 import hmac
 import json
+import queue
 import secrets
 import sqlite3
 import threading
@@ -208,21 +209,32 @@ class Store:
         self.initial_credits = initial_credits
         self.tokens_per_ip = tokens_per_ip
         self.clock = clock
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            str(self.path), check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()  # the one writer connection
+        self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # Reads use their own connections (WAL lets them run beside a write), so a request's
+        # token and session checks never wait for a turn thread's transaction.
+        self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=30
+        )
+        db.row_factory = sqlite3.Row
+        return db
 
     def close(self) -> None:
         """Close the database (idempotent)."""
-        with self._lock:
+        with self._lock, self._readers_lock:
             if not self._closed:
                 self._closed = True
+                for reader in self._readers:
+                    reader.close()
                 self._db.close()
 
     @contextmanager
@@ -237,8 +249,24 @@ class Store:
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        """A read outside any transaction, on an idle reader connection (opened when none is)."""
+        try:
+            reader = self._idle_readers.get_nowait()
+        except queue.Empty:
+            reader = self._open_reader()
+        try:
+            return reader.execute(sql, params).fetchall()
+        finally:
+            self._idle_readers.put(reader)
+
+    def _open_reader(self) -> sqlite3.Connection:
+        with self._readers_lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            reader = self._connect()
+            reader.execute("PRAGMA query_only=ON")
+            self._readers.append(reader)
+            return reader
 
     # -- tokens --------------------------------------------------------------------------------
 
