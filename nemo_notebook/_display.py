@@ -112,8 +112,8 @@ class StreamSink:
 
     def feed(self, text: str) -> None:
         """Queue streamed text; written now or at the next due moment."""
-        if self._after_status:
-            text = text.lstrip(" ")  # a sentence resuming after a status line
+        if self._after_status:  # a status line ended the line: no space or blank line again
+            text = text.lstrip(" \n")
         if text:
             self._after_status = False
             self._queue(text)

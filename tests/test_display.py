@@ -147,6 +147,16 @@ def test_text_resuming_after_a_status_line_loses_its_leading_space() -> None:
     assert recorder.text == "First sentence.\n· adding music…\nSecond sentence.\n\nThird.\n"
 
 
+def test_a_new_message_after_a_status_line_adds_no_blank_lines() -> None:
+    recorder = Recorder()
+    sink = StreamSink(recorder, rate=0)
+    sink.feed("I made the image.")
+    sink.line("· adding title…")
+    sink.feed("\n\nI added the title.")  # the message separator the merger puts in
+    sink.close()
+    assert recorder.text == "I made the image.\n· adding title…\nI added the title.\n"
+
+
 def test_turn_printer_shows_text_and_human_status_never_json() -> None:
     recorder = Recorder()
     printer = TurnPrinter(StreamSink(recorder, rate=0))
