@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -604,6 +605,8 @@ class Workspace:
         note = "opens this project in NemoVideo; the link is valid for 7 days"
         if self.emulator is not None:
             note = "issued by the local emulator, so it opens no real NemoVideo project"
+        elif _is_this_machine(self.client.api_url):
+            note = "issued by a server on this machine, so it opens no real NemoVideo project"
         self.output.display(LinkView(url, "Claim this project in NemoVideo", note))
 
     def _next_video_name(self, name: str) -> str:
@@ -651,6 +654,12 @@ def _unshown_tail(full: str, shown: str) -> str:
     if not shown:
         return full
     return full[len(shown) :] if full.startswith(shown) else ""
+
+
+def _is_this_machine(url: str) -> bool:
+    """A loopback API URL: the embedded emulator (or another local stand-in), not the cloud."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -707,6 +716,11 @@ class NemoMagics(Magics):
         help="Also render when the backend suggests exporting (off: only suggest %nemo export).",
     )
     stream_rate = Float(10.0, config=True, help="At most this many display updates a second.")
+    full_tracebacks = Bool(
+        False,
+        config=True,
+        help="Show the package's own frames when a command fails (default: name and message).",
+    )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -715,9 +729,14 @@ class NemoMagics(Magics):
     @line_cell_magic
     def nemo(self, line: str, cell: str | None = None) -> Any:
         """Talk to the NemoVideo agent. ``%nemo help`` lists the commands."""
-        if cell is None:
-            return self.run_line(line)
-        return self.run_cell(line, cell)
+        try:
+            if cell is None:
+                return self.run_line(line)
+            return self.run_cell(line, cell)
+        except NemoError as exc:
+            if not self.full_tracebacks:
+                _show_briefly(exc)
+            raise
 
     def run_line(self, line: str) -> Any:
         """Dispatch one ``%nemo`` command."""
@@ -760,6 +779,14 @@ class NemoMagics(Magics):
             if args.out:
                 namespace[args.out] = result
         return None
+
+
+def _show_briefly(error: NemoError) -> None:
+    """Let IPython show ``error`` as its name and message: the message says what to do, and the
+    package's internal frames would only bury it. The exception still propagates (nbval and
+    papermill stop on it) and ``%debug`` still has its traceback."""
+    brief = [f"\x1b[0;31m{type(error).__name__}\x1b[0m: {error}"]
+    error._render_traceback_ = lambda: brief  # type: ignore[attr-defined]  # IPython's hook
 
 
 def load_ipython_extension(ip: Any) -> None:

@@ -381,6 +381,7 @@ def test_export_plays_inline_with_claim_link(connected: InteractiveShell, tmp_pa
     assert len(html) == 2
     assert "data:video/mp4;base64," in html[0] and "poster=" in html[0]
     assert "/workspace/claim?ct=" in html[1]
+    assert "a server on this machine, so it opens no real NemoVideo project" in html[1]
     # linked, relative to the notebook's folder, under a chosen name
     _, cap = line(connected, "export --link --out clips/final.mp4")
     assert (tmp_path / "clips" / "final.mp4").is_file()
@@ -393,6 +394,18 @@ def test_export_plays_inline_with_claim_link(connected: InteractiveShell, tmp_pa
 def test_routed_export_before_anything_fails_loudly(connected: InteractiveShell) -> None:
     with pytest.raises(NothingToExportError, match="Generate something first"):
         cell(connected, "", "export the video")
+
+
+def test_failures_show_name_and_message_not_internal_frames(connected: InteractiveShell) -> None:
+    with capture_output() as cap:
+        result = connected.run_cell("%nemo export")
+    assert isinstance(result.error_in_exec, NothingToExportError)  # still raised: nbval stops
+    assert "NothingToExportError" in cap.stdout and "Generate something first" in cap.stdout
+    assert "_magics.py" not in cap.stdout and "Traceback" not in cap.stdout
+    connected.run_line_magic("config", "NemoMagics.full_tracebacks = True")
+    with capture_output() as cap:
+        connected.run_cell("%nemo export")
+    assert "_magics.py" in cap.stdout and "Generate something first" in cap.stdout
 
 
 def test_usage_errors(connected: InteractiveShell) -> None:
@@ -605,3 +618,4 @@ def test_reply_and_draft_display_as_escaped_html():
     draft = Draft.from_dict({"t": [{"tt": 7, "sg": [{"st": 0, "d": 3000, "tx": "<b>x</b>"}]}]})
     data, _ = formatter.format(draft)
     assert "&lt;b&gt;x&lt;/b&gt;" in data["text/html"] and "<b>" not in data["text/html"]
+    shell.run_line_magic("unload_ext", "nemo_notebook")
