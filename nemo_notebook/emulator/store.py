@@ -209,7 +209,7 @@ class Store:
         self.initial_credits = initial_credits
         self.tokens_per_ip = tokens_per_ip
         self.clock = clock
-        self._lock = threading.RLock()  # the one writer connection
+        self._lock = threading.RLock()  # guards the one writer connection and its transactions
         self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
