@@ -70,6 +70,7 @@ Usage:
   %nemo export [--out FILE] [--embed | --link] [--session NAME]
   %nemo history [--session NAME]
   %nemo sessions
+  %nemo emulator                 (the handle of the emulator --local started: faults, credits)
   %nemo panel [--session NAME]
   %nemo help"""
 
@@ -127,7 +128,7 @@ class CellArgs:
 
 
 _SESSION_COMMANDS = ("status", "tracks", "history", "panel")
-_BARE_COMMANDS = ("credits", "sessions", "help")
+_BARE_COMMANDS = ("credits", "sessions", "emulator", "help")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -633,6 +634,15 @@ class Workspace:
                 f"{name}: {turns} turn{'s' if turns != 1 else ''} (id {session.id})\n"
             )
 
+    def local_emulator(self) -> Any:
+        """The handle of the emulator ``%nemo connect --local`` started (faults, credits)."""
+        if self.emulator is None:
+            raise NotebookError(
+                "No local emulator in this notebook: run `%nemo connect --local` first, or start "
+                "one yourself with `nemo_notebook.emulator.start()`."
+            )
+        return self.emulator
+
     def panel(self, args: SessionArgs) -> Any:
         """A prompt panel on the named session."""
         from nemo_notebook._panel import Panel
@@ -757,6 +767,8 @@ class NemoMagics(Magics):
             ws.history(args)
         elif command == "sessions":
             ws.list_sessions()
+        elif command == "emulator":
+            return ws.local_emulator()
         elif command == "panel":
             return ws.panel(args)
         else:

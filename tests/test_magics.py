@@ -408,6 +408,11 @@ def test_failures_show_name_and_message_not_internal_frames(connected: Interacti
     assert "_magics.py" in cap.stdout and "Generate something first" in cap.stdout
 
 
+def test_emulator_handle_needs_a_local_emulator(connected: InteractiveShell) -> None:
+    with pytest.raises(NotebookError, match="connect --local"):
+        line(connected, "emulator")
+
+
 def test_usage_errors(connected: InteractiveShell) -> None:
     with pytest.raises(UsageError, match="Usage"):
         connected.run_line_magic("nemo", "frobnicate")
@@ -454,6 +459,11 @@ def test_connect_local_starts_an_emulator(shell: InteractiveShell) -> None:
     assert cap.stdout.startswith(f"Started the local emulator; connected to {handle.url}.")
     _, cap = line(shell, "credits")
     assert cap.stdout.startswith("Credits: 100 available")
+    server, _ = line(shell, "emulator")  # its handle: faults and credits for the notebook
+    assert server is handle
+    server.set_credits(workspace.client.user_id, 7)
+    _, cap = line(shell, "credits")
+    assert cap.stdout.startswith("Credits: 7 available")
     shell.run_line_magic("unload_ext", "nemo_notebook")
     assert workspace.emulator is None
     shell.run_line_magic("load_ext", "nemo_notebook")
