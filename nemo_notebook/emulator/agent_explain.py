@@ -230,65 +230,87 @@ def _settings(facts: _Facts, lang: str) -> str:
     return ("，" if zh else ", ").join(form.format(value) for value, form in parts if value)
 
 
-def _explanation(facts: _Facts, lang: str) -> str:
-    if lang == "zh":
-        return _explanation_zh(facts)
-    size = f" ({facts.fmt} {facts.width}x{facts.height})" if facts.width and facts.height else ""
-    head = f"I inspected {facts.filename}{size}."
-    if not facts.found:
-        return (
-            f"{head} I found no generator metadata, no prompt or settings, no IPTC digital source "
+@dataclass(frozen=True)
+class _Phrases:
+    """The explanation's sentences in one language (``{}`` takes the finding)."""
+
+    head: str  # {name}{size}
+    nothing_found: str
+    generator: str
+    prompt: str
+    settings: str
+    software: str
+    source_type: str  # {code}{meaning}
+    c2pa: tuple[str, str]  # (present, absent)
+    sources: str
+    sources_separator: str
+    sentence_separator: str
+    shows_size: bool
+
+
+_PHRASES = {
+    "en": _Phrases(
+        head="I inspected {name}{size}.",
+        nothing_found=(
+            " I found no generator metadata, no prompt or settings, no IPTC digital source "
             "type and no C2PA content credential. That does not prove it is a camera photo: "
             "screenshots, re-saving and most social networks strip this metadata, and the "
             "emulator does not judge pixels."
-        )
-    parts = [head]
-    if facts.generator:
-        parts.append(f"Its metadata says it was made with {facts.generator}.")
-    if facts.prompt:
-        parts.append(f'The prompt was "{_shorten(facts.prompt, 160)}".')
-    if _settings(facts, "en"):
-        parts.append(f"Settings: {_settings(facts, 'en')}.")
-    if facts.software:
-        parts.append(f"Software: {facts.software}.")
-    if facts.source_type:
-        meaning = _source_meaning(facts.source_type, "en")
-        parts.append(f"The IPTC digital source type is {facts.source_type}: {meaning}.")
-    parts.append(
-        "It carries a C2PA content credential."
-        if facts.c2pa
-        else "It carries no C2PA content credential."
-    )
-    if facts.sources:
-        parts.append(f"(Found in: {', '.join(facts.sources)}.)")
-    return " ".join(parts)
-
-
-def _explanation_zh(facts: _Facts) -> str:
-    head = f"我检查了{facts.filename}。"
-    if not facts.found:
-        return (
-            f"{head}没有找到生成器信息、提示词或参数，也没有IPTC数字来源类型和C2PA内容凭证。"
+        ),
+        generator="Its metadata says it was made with {}.",
+        prompt='The prompt was "{}".',
+        settings="Settings: {}.",
+        software="Software: {}.",
+        source_type="The IPTC digital source type is {code}: {meaning}.",
+        c2pa=("It carries a C2PA content credential.", "It carries no C2PA content credential."),
+        sources="(Found in: {}.)",
+        sources_separator=", ",
+        sentence_separator=" ",
+        shows_size=True,
+    ),
+    "zh": _Phrases(
+        head="我检查了{name}。",
+        nothing_found=(
+            "没有找到生成器信息、提示词或参数，也没有IPTC数字来源类型和C2PA内容凭证。"
             "这并不能证明它是相机拍摄的：截图、重新保存和大多数社交网络都会去掉这些元数据，"
             "模拟器也不会根据像素判断。"
-        )
+        ),
+        generator="元数据显示它由{}生成。",
+        prompt="提示词是“{}”。",
+        settings="参数：{}。",
+        software="软件：{}。",
+        source_type="IPTC数字来源类型是{code}：{meaning}。",
+        c2pa=("它带有C2PA内容凭证。", "它没有C2PA内容凭证。"),
+        sources="（信息来源：{}）",
+        sources_separator="、",
+        sentence_separator="",
+        shows_size=False,
+    ),
+}
+
+
+def _explanation(facts: _Facts, lang: str) -> str:
+    words = _PHRASES["zh" if lang == "zh" else "en"]
+    known_size = words.shows_size and facts.width and facts.height
+    size = f" ({facts.fmt} {facts.width}x{facts.height})" if known_size else ""
+    head = words.head.format(name=facts.filename, size=size)
+    if not facts.found:
+        return head + words.nothing_found
     parts = [head]
-    if facts.generator:
-        parts.append(f"元数据显示它由{facts.generator}生成。")
-    if facts.prompt:
-        parts.append(f"提示词是“{_shorten(facts.prompt, 160)}”。")
-    if _settings(facts, "zh"):
-        parts.append(f"参数：{_settings(facts, 'zh')}。")
-    if facts.software:
-        parts.append(f"软件：{facts.software}。")
+    findings = (
+        (facts.generator, words.generator),
+        (facts.prompt and _shorten(facts.prompt, 160), words.prompt),
+        (_settings(facts, lang), words.settings),
+        (facts.software, words.software),
+    )
+    parts.extend(form.format(value) for value, form in findings if value)
     if facts.source_type:
-        parts.append(
-            f"IPTC数字来源类型是{facts.source_type}：{_source_meaning(facts.source_type, 'zh')}。"
-        )
-    parts.append("它带有C2PA内容凭证。" if facts.c2pa else "它没有C2PA内容凭证。")
+        meaning = _source_meaning(facts.source_type, lang)
+        parts.append(words.source_type.format(code=facts.source_type, meaning=meaning))
+    parts.append(words.c2pa[0] if facts.c2pa else words.c2pa[1])
     if facts.sources:
-        parts.append(f"（信息来源：{'、'.join(facts.sources)}）")
-    return "".join(parts)
+        parts.append(words.sources.format(words.sources_separator.join(facts.sources)))
+    return words.sentence_separator.join(parts)
 
 
 def _shorten(text: str, limit: int) -> str:
