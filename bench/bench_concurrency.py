@@ -1,13 +1,15 @@
 """50 concurrent sessions on one emulator: time to the first event of a chat turn.
 
-The emulator runs in its own process (``time_scale`` 0.1: simulated work takes a tenth of its
-cloud duration, media are really generated). Every session starts with the same generated
-draft (image, music, title), and the server has served one turn of each kind (warm-up) before
-the burst. 50 threads, each with its own ``NemoClient`` and
+The emulator runs in its own process at its default pacing (``time_scale`` 1.0: text streams
+and tool pauses take as long as the cloud's would; media are really generated). Every session
+starts with the same generated draft (image, music, title), and the server has served one turn
+of each kind (warm-up) before the burst. 50 threads, each with its own ``NemoClient`` and
 session (a registered token each, connection warmed by a credits call), wait on a barrier and
-start a turn at the same moment. Time to first event runs from calling ``session.stream()``
-(which reads the session state, then POSTs ``/run_sse``) to the first item it yields. Every
-turn is read to its end; a turn that fails or reports an error counts as an error.
+start a turn at the same moment; that burst runs three times with the same sessions and the
+median of the three p95 figures decides. Time to first event runs from calling
+``session.stream()`` (which reads the session state, then POSTs ``/run_sse``) to the first item
+it yields. Every turn is read to its end; a turn that fails or reports an error counts as an
+error.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from _common import Row, child_server, median, percentile, seconds
 from nemo_notebook import NemoClient
 
 P95_TARGET_S = 0.200
-TIME_SCALE = 0.1
+BURSTS = 3  # the p95 of each burst; the median of those decides (one burst is noisy on 2 cores)
+TIME_SCALE = 1.0
 MESSAGES = (
     "add a title 'Day {n}' at the top",
     "add captions 'Scene {n}'",
@@ -68,8 +71,35 @@ def _warm_up(url: str, users: list[dict[str, str]], config_dir: str) -> None:
             client.session(user["session_id"]).send(message.format(n="warm-up"))
 
 
+def _burst(url: str, users: list[dict[str, str]], round_index: int, config_dir: str) -> list[dict]:
+    """One turn per user, all released by one barrier; the results of each."""
+    barrier = threading.Barrier(len(users))
+    results: list[dict[str, Any]] = [{} for _ in users]
+    threads = [
+        threading.Thread(
+            target=_turn,
+            args=(
+                url,
+                user,
+                MESSAGES[index % len(MESSAGES)].format(n=f"{round_index}-{index}"),
+                barrier,
+                results[index],
+                config_dir,
+            ),
+            daemon=True,
+        )
+        for index, user in enumerate(users)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    return results
+
+
 def run(quick: bool = False) -> list[Row]:
     sessions = 10 if quick else 50
+    bursts = 1 if quick else BURSTS
     users = str(sessions + len(MESSAGES))
     helper = ["bench/emulator_server.py", users, str(TIME_SCALE), "--seed"]
     with (
@@ -77,33 +107,24 @@ def run(quick: bool = False) -> list[Row]:
         child_server(helper, 90) as emu,
     ):
         _warm_up(emu["url"], emu["users"][sessions:], config_dir)
-        barrier = threading.Barrier(sessions)
-        results: list[dict[str, Any]] = [{} for _ in range(sessions)]
-        threads = [
-            threading.Thread(
-                target=_turn,
-                args=(
-                    emu["url"],
-                    user,
-                    MESSAGES[index % len(MESSAGES)].format(n=index),
-                    barrier,
-                    results[index],
-                    config_dir,
-                ),
-                daemon=True,
-            )
-            for index, user in enumerate(emu["users"][:sessions])
+        rounds = [
+            _burst(emu["url"], emu["users"][:sessions], index, config_dir)
+            for index in range(bursts)
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=180)
+    results = [result for burst in rounds for result in burst]
     errors = [r.get("error") or "did not finish" for r in results if r.get("error") or not r]
+    p95s = [
+        percentile([r["first"] for r in burst if r.get("first") is not None], 95)
+        for burst in rounds
+    ]
     firsts = [r["first"] for r in results if r.get("first") is not None]
     totals = [r["total"] for r in results if "total" in r]
-    p50, p95 = median(firsts), percentile(firsts, 95)
-    complete = len(totals) == sessions and not errors
-    figure = f"p50 {seconds(p50)}, p95 {seconds(p95)}, max {seconds(max(firsts))}"
+    p95 = median(p95s)
+    complete = len(totals) == sessions * bursts and not errors
+    each = ", ".join(seconds(value) for value in p95s)
+    figure = (
+        f"p95 {seconds(p95)} (median of {bursts} bursts: {each}); p50 {seconds(median(firsts))}"
+    )
     note = "all complete, no error" if complete else f"{len(errors)} errors: {errors[:2]}"
     return [
         Row(

@@ -82,6 +82,7 @@ def test_one_token_per_client_id_while_valid_then_same_user(store: Store, clock:
 
 def test_expire_all_tokens_allows_a_new_token_for_the_client(store: Store) -> None:
     first = store.issue_anonymous_token("client-1", "127.0.0.1")
+    assert store.authenticate(first.token).user_id == first.user_id  # now remembered in memory
     assert store.expire_all_tokens() == 1
     with pytest.raises(TokenExpired):
         store.authenticate(first.token)
@@ -241,7 +242,7 @@ def test_reads_do_not_wait_for_a_write_in_progress(store: Store) -> None:
 
 def test_reads_after_close_fail_clearly(store: Store) -> None:
     issued = store.issue_anonymous_token("client-1", "127.0.0.1")
-    store.authenticate(issued.token)  # leaves an idle reader connection behind
+    store.balance(issued.user_id)  # leaves an idle reader connection behind
     store.close()
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
-        store.authenticate(issued.token)
+        store.balance(issued.user_id)

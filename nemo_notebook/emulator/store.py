@@ -194,6 +194,15 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+_CACHE_LIMIT = 10_000  # entries in one in-memory cache; emptied whole when full
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+
+
 class Store:
     """All persistent state of one emulator data directory."""
 
@@ -219,6 +228,12 @@ class Store:
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        # Every request checks its token and most a session: both are kept in memory once read.
+        # Sessions never change; tokens change only through expire_all_tokens, which bumps the
+        # generation so a grant read before it is not remembered after it.
+        self._grants: dict[str, TokenInfo] = {}
+        self._grants_generation = 0
+        self._sessions: dict[str, SessionRecord] = {}
         self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
@@ -302,6 +317,17 @@ class Store:
     def authenticate(self, token: str) -> TokenInfo:
         """The grant of ``token``; raises :class:`TokenInvalid` or :class:`TokenExpired`."""
         digest = hash_secret(token)
+        info = self._grants.get(digest)
+        if info is None:
+            generation = self._grants_generation
+            info = self._read_grant(digest)
+            if generation == self._grants_generation:
+                _remember(self._grants, digest, info)
+        if info.expires_at <= self.clock():
+            raise TokenExpired("token expired")
+        return info
+
+    def _read_grant(self, digest: str) -> TokenInfo:
         rows = self._query(
             "SELECT t.token_hash, t.user_id, t.scopes, t.expires_at, u.kind FROM tokens t "
             "JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?",
@@ -310,8 +336,6 @@ class Store:
         if not rows or not hmac.compare_digest(rows[0]["token_hash"], digest):
             raise TokenInvalid("unknown token")
         row = rows[0]
-        if row["expires_at"] <= self.clock():
-            raise TokenExpired("token expired")
         scopes = frozenset(s for s in row["scopes"].split(",") if s)
         return TokenInfo(row["user_id"], scopes, row["expires_at"], row["kind"])
 
@@ -322,7 +346,9 @@ class Store:
             cursor = db.execute(
                 "UPDATE tokens SET expires_at = ? WHERE expires_at > ?", (now - 0.001, now)
             )
-            return cursor.rowcount
+        self._grants_generation += 1
+        self._grants.clear()
+        return cursor.rowcount
 
     def _check_token_limits(
         self, db: sqlite3.Connection, client_id: str, ip: str | None, now: float
@@ -403,12 +429,19 @@ class Store:
 
     def get_session(self, session_id: str) -> SessionRecord | None:
         """The session, or ``None``."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return session
         rows = self._query(
             "SELECT session_id, task_id, user_id, task_name, language FROM sessions "
             "WHERE session_id = ?",
             (session_id,),
         )
-        return SessionRecord(**dict(rows[0])) if rows else None
+        if not rows:
+            return None
+        session = SessionRecord(**dict(rows[0]))
+        _remember(self._sessions, session_id, session)
+        return session
 
     def latest_state(self, session_id: str) -> dict[str, Any]:
         """The newest state version (a fresh copy the caller may change)."""
