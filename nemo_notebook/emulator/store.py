@@ -231,7 +231,7 @@ class Store:
         # Every request checks its token and most a session: both are kept in memory once read.
         # Sessions never change; tokens change only through expire_all_tokens, which bumps the
         # generation so a grant read before it is not remembered after it.
-        self._grants: dict[str, TokenInfo] = {}
+        self._grants: dict[str, tuple[str, TokenInfo]] = {}  # digest -> (digest, grant)
         self._grants_generation = 0
         self._sessions: dict[str, SessionRecord] = {}
         self._closed = False
@@ -317,12 +317,14 @@ class Store:
     def authenticate(self, token: str) -> TokenInfo:
         """The grant of ``token``; raises :class:`TokenInvalid` or :class:`TokenExpired`."""
         digest = hash_secret(token)
-        info = self._grants.get(digest)
-        if info is None:
+        remembered = self._grants.get(digest)
+        if remembered is not None and hmac.compare_digest(remembered[0], digest):
+            info = remembered[1]
+        else:
             generation = self._grants_generation
             info = self._read_grant(digest)
             if generation == self._grants_generation:
-                _remember(self._grants, digest, info)
+                _remember(self._grants, digest, (digest, info))
         if info.expires_at <= self.clock():
             raise TokenExpired("token expired")
         return info
