@@ -220,14 +220,12 @@ def _source_meaning(code: str, lang: str) -> str:
 
 def _settings(facts: _Facts, lang: str) -> str:
     """ "model X, sampler Y, 30 steps, seed 42" (or in Chinese), only what is known."""
-    zh = lang == "zh"
-    parts = [
-        (facts.model, "模型{}" if zh else "model {}"),
-        (facts.sampler, "采样器{}" if zh else "sampler {}"),
-        (facts.steps, "{}步" if zh else "{} steps"),
-        (facts.seed, "种子{}" if zh else "seed {}"),
-    ]
-    return ("，" if zh else ", ").join(form.format(value) for value, form in parts if value)
+    words = _phrases(lang)
+    values = (facts.model, facts.sampler, facts.steps, facts.seed)
+    forms = words.setting_forms
+    return words.settings_separator.join(
+        form.format(value) for value, form in zip(values, forms, strict=True) if value
+    )
 
 
 @dataclass(frozen=True)
@@ -246,6 +244,8 @@ class _Phrases:
     sources_separator: str
     sentence_separator: str
     shows_size: bool
+    setting_forms: tuple[str, str, str, str]  # model, sampler, steps, seed
+    settings_separator: str
 
 
 _PHRASES = {
@@ -267,6 +267,8 @@ _PHRASES = {
         sources_separator=", ",
         sentence_separator=" ",
         shows_size=True,
+        setting_forms=("model {}", "sampler {}", "{} steps", "seed {}"),
+        settings_separator=", ",
     ),
     "zh": _Phrases(
         head="我检查了{name}。",
@@ -285,12 +287,18 @@ _PHRASES = {
         sources_separator="、",
         sentence_separator="",
         shows_size=False,
+        setting_forms=("模型{}", "采样器{}", "{}步", "种子{}"),
+        settings_separator="，",
     ),
 }
 
 
+def _phrases(lang: str) -> _Phrases:
+    return _PHRASES["zh" if lang == "zh" else "en"]
+
+
 def _explanation(facts: _Facts, lang: str) -> str:
-    words = _PHRASES["zh" if lang == "zh" else "en"]
+    words = _phrases(lang)
     known_size = words.shows_size and facts.width and facts.height
     size = f" ({facts.fmt} {facts.width}x{facts.height})" if known_size else ""
     head = words.head.format(name=facts.filename, size=size)
