@@ -8,6 +8,7 @@ notebook run fails loudly.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
@@ -667,9 +668,15 @@ def _unshown_tail(full: str, shown: str) -> str:
 
 
 def _is_this_machine(url: str) -> bool:
-    """A loopback API URL: the embedded emulator (or another local stand-in), not the cloud."""
+    """A loopback API URL: the embedded emulator (or another local stand-in), not the cloud.
+    (The same rule as the emulator's ``is_loopback_host``, which this layer must not import.)"""
     host = (urllib.parse.urlsplit(url).hostname or "").lower()
-    return host == "localhost" or host == "::1" or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name such as 127.example.com is not this machine
+        return False
 
 
 def _one_line(text: str, limit: int = 160) -> str:

@@ -408,6 +408,24 @@ def test_failures_show_name_and_message_not_internal_frames(connected: Interacti
     assert "_magics.py" in cap.stdout and "Generate something first" in cap.stdout
 
 
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:8000", True),
+        ("http://127.8.9.10", True),
+        ("http://[::1]:9000", True),
+        ("http://LOCALHOST:8000", True),
+        ("http://127.example.com", False),
+        ("https://mega-api-prod.nemovideo.ai", False),
+        ("http://10.0.0.1:8000", False),
+    ],
+)
+def test_a_server_on_this_machine_is_told_apart_from_the_cloud(url: str, local: bool) -> None:
+    from nemo_notebook._magics import _is_this_machine
+
+    assert _is_this_machine(url) is local
+
+
 def test_emulator_handle_needs_a_local_emulator(connected: InteractiveShell) -> None:
     with pytest.raises(NotebookError, match="connect --local"):
         line(connected, "emulator")
