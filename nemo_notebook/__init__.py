@@ -15,6 +15,8 @@ from ._draft import Draft, Segment, SessionState, Track
 from ._errors import (
     APIError,
     AuthError,
+    BadRequestError,
+    CancelNotSupportedError,
     ClientClosedError,
     ClientIdError,
     ConfigError,
@@ -41,6 +43,7 @@ from ._errors import (
 from ._events import (
     Event,
     Heartbeat,
+    Question,
     Recovering,
     StateDelta,
     StillWorking,
@@ -50,6 +53,7 @@ from ._events import (
     ToolCall,
     ToolResult,
     TurnComplete,
+    Unparsed,
 )
 from ._version import __version__
 
@@ -59,6 +63,8 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "AuthError",
+    "BadRequestError",
+    "CancelNotSupportedError",
     "ClientClosedError",
     "ClientIdError",
     "ConfigError",
@@ -76,6 +82,7 @@ __all__ = [
     "NotebookError",
     "NothingToExportError",
     "Panel",
+    "Question",
     "RateLimitError",
     "Recovering",
     "RenderFailedError",
@@ -105,6 +112,7 @@ __all__ = [
     "TurnStream",
     "TurnTimeoutError",
     "UnsupportedFileError",
+    "Unparsed",
     "UploadedFile",
     "__version__",
     "load_ipython_extension",

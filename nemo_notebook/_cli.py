@@ -26,6 +26,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             allow_remote=args.allow_remote,
             time_scale=args.time_scale,
             log_level=args.log_level,
+            variant=args.variant,
+            state_delay_s=args.state_delay,
         )
     except (ValueError, OSError) as exc:
         print(f"nemo-notebook serve: {exc}", file=sys.stderr)
@@ -42,6 +44,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _variant_names(text: str) -> list[str]:
+    """``--variant a,b``: checked here, so a typo is a usage error listing the valid names."""
+    from .emulator.variants import parse_variants
+
+    try:
+        return parse_variants(text).as_list()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not 0 <= value <= 600:
+        raise argparse.ArgumentTypeError("must be in [0, 600]")
+    return value
+
+
 def add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``nemo-notebook serve``: run the offline emulator of the NemoVideo backend."""
     parser = subparsers.add_parser(
@@ -55,6 +77,21 @@ def add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     parser.add_argument(
         "--time-scale", type=_positive_float, default=1.0, help="scale simulated durations"
+    )
+    parser.add_argument(
+        "--variant",
+        type=_variant_names,
+        action="extend",
+        default=[],
+        metavar="NAME",
+        help="serve a PROTOCOL §8 variant (repeatable or comma-separated), e.g. progressive",
+    )
+    parser.add_argument(
+        "--state-delay",
+        type=_seconds,
+        default=3.0,
+        metavar="SECONDS",
+        help="how long the state-slow variant holds a state read (default 3)",
     )
     parser.add_argument(
         "--log-level",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import json
 import logging
+import math
 import os
 import socket
 import tempfile
@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -38,13 +38,13 @@ from ._config import (
     parse_expiry,
     resolve_settings,
 )
-from ._draft import SessionState
+from ._draft import Draft, SessionState
 from ._errors import (
+    Account,
     APIError,
     AuthError,
+    CancelNotSupportedError,
     ClientClosedError,
-    ClientIdError,
-    ExportBlockedError,
     ExportInProgressError,
     FileTooLargeError,
     InsufficientCreditsError,
@@ -53,28 +53,44 @@ from ._errors import (
     RateLimitError,
     RenderFailedError,
     RenderTimeoutError,
-    ScopeError,
     ServerError,
     SessionNotFoundError,
     StreamFailedError,
     TransportError,
     TurnTimeoutError,
     UnsupportedFileError,
+    classify,
+    out_of_credits_advice,
 )
 from ._events import (
     Event,
     Heartbeat,
+    Question,
     Recovering,
     SSEDataDecoder,
+    StateDelta,
     StillWorking,
     StreamError,
     TextChunk,
     TextDelta,
     TextMerger,
     ToolCall,
+    ToolCallTracker,
     ToolResult,
+    Unparsed,
     parse_sse_batch,
+    question_from_call,
 )
+from ._protocol import (
+    DEFAULT_EXPORT_FORMAT,
+    MAX_UPLOAD_BYTES,
+    RENDER_SUBMIT_PATH,
+    SUPPORTED_UPLOAD_TYPES,
+    language_code,
+)
+
+if TYPE_CHECKING:
+    from ._router import StreamTranslator
 
 __all__ = [
     "MAX_UPLOAD_BYTES",
@@ -92,12 +108,8 @@ __all__ = [
 log = logging.getLogger("nemo_notebook")
 T = TypeVar("T")
 
-SUPPORTED_UPLOAD_TYPES = (
-    "mp4", "mov", "avi", "webm", "mkv", "jpg", "jpeg", "png", "gif", "webp",
-    "mp3", "wav", "m4a", "aac",
-)  # fmt: skip
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 _RETRYABLE_POLL_STATUSES = {408, 429} | set(range(500, 600))
+_ENVELOPE_KEYS = frozenset({"code", "message", "success", "data"})
 
 
 # --------------------------------------------------------------------------- records
@@ -148,14 +160,21 @@ class UploadedFile:
         )
 
 
+UNKNOWN_CHANGES_NOTE = (
+    "(What changed in the timeline is unknown: the session state could not be read.)"
+)
+
+
 @dataclass(frozen=True)
 class Reply:
     """What one chat turn produced.
 
     ``text`` is what the person sees (shown once, GUI phrases translated); ``changes`` are the
-    draft differences between the state before and after the turn; ``recovered`` is true when
-    the stream broke and the result came from polling state; ``stopped`` when the caller closed
-    the stream early (then ``state`` is ``None``).
+    draft differences between the state before and after the turn (``changes_known`` is false
+    when the server's state could not be read, so they could not be computed); ``recovered`` is
+    true when the stream broke and the result came from polling state; ``stopped`` when the
+    caller closed the stream early (then ``state`` is ``None``); ``question`` is what the agent
+    asked back (the next message is the answer); ``unparsed`` counts events nobody could read.
     """
 
     message: str
@@ -168,6 +187,9 @@ class Reply:
     errors: tuple[str, ...] = ()
     recovered: bool = False
     stopped: bool = False
+    question: Question | None = None
+    changes_known: bool = True
+    unparsed: int = 0
 
     @property
     def silent(self) -> bool:
@@ -183,7 +205,11 @@ class Reply:
 
     def __str__(self) -> str:
         lines = [self.text.strip()] if self.text.strip() else []
+        if self.question is not None:
+            lines += [f"{n}. {option}" for n, option in enumerate(self.question.options, 1)]
         lines += [f"- {change}" for change in self.changes]
+        if not self.changes_known and not self.stopped:
+            lines.append(UNKNOWN_CHANGES_NOTE)
         return "\n".join(lines) or "(no reply and no change)"
 
 
@@ -231,7 +257,7 @@ class NemoClient:
             env=env,
             config_dir=config_dir,
         )
-        self.language = language
+        self.language = language_code(language)
         self.timing = timing or Timing()
         self.clock: Clock = clock or SystemClock()
         self.recreate_missing_sessions = recreate_missing_sessions
@@ -287,9 +313,10 @@ class NemoClient:
         data = self.call(
             "POST",
             "/api/tasks/me/with-session/nemo_agent",
-            json={"task_name": task_name, "language": language or self.language},
+            json={"task_name": task_name, "language": language_code(language or self.language)},
         )
         session_id = str(_field(data, "session_id"))
+        self._learn_user_id(data)
         return Session(self, session_id, task_id=_optional_str(data.get("task_id")))
 
     def session(self, session_id: str) -> Session:
@@ -322,14 +349,17 @@ class NemoClient:
         path: str,
         *,
         json: Any = None,
-        files: Callable[[], Mapping[str, Any]] | None = None,
+        files: Callable[[], list[tuple[str, Any]]] | None = None,
         authenticated: bool = True,
         headers: Mapping[str, str] | None = None,
+        merge_top_level: bool = False,
     ) -> Any:
         """One API call with the envelope checked and the safe retries applied.
 
-        A 1001 with an anonymous token fetches a new token and repeats once; a 429 waits and
-        repeats once. ``files`` is a factory so a repeat re-opens the files.
+        A refused anonymous token (1001, 1010, 1011) is renewed and the call repeated once; a
+        429 waits and repeats once. ``files`` is a factory so a repeat re-opens the files.
+        ``merge_top_level`` returns the body's own fields with ``data``'s over them (render
+        endpoints put their fields in either place, PROTOCOL §8).
         """
 
         def attempt() -> Any:
@@ -338,9 +368,9 @@ class NemoClient:
                 kwargs["files"] = files()
             try:
                 response = self._send(method, path, dict(headers or {}), authenticated, **kwargs)
-                return self._unwrap(response)
+                return self._unwrap(response, merge_top_level=merge_top_level)
             finally:
-                for item in kwargs.get("files", {}).values():
+                for _field_name, item in kwargs.get("files", []):
                     _close_file_field(item)
 
         return self.with_safe_retries(attempt, authenticated=authenticated)
@@ -396,94 +426,48 @@ class NemoClient:
         log.debug("%s %s -> %s", method, _path_of(url), response.status_code)
         return response
 
-    def _unwrap(self, response: httpx.Response) -> Any:
-        """The envelope's ``data``, or the mapped error (HTTP status, then code, then success)."""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            body = {}
+    def _unwrap(self, response: httpx.Response, *, merge_top_level: bool = False) -> Any:
+        """The envelope's ``data`` (the body itself when ``data`` is absent or null), or the
+        mapped error: HTTP status, then ``code``, then ``success`` (PROTOCOL §1)."""
+        body = _json_or_empty(response)
         code = body.get("code")
-        if response.is_success and code in (0, None) and body.get("success") is not False:
-            return body.get("data", body)
-        raise self._error_for(response, body)
+        if not (response.is_success and code in (0, None) and body.get("success") is not False):
+            raise self._error_for(response, body)
+        if not body and response.content.strip():
+            raise APIError(
+                f"The server's answer to {_path_of(str(response.request.url))} is not JSON; "
+                "is NEMO_API_URL the right server?",
+                status=response.status_code,
+            )
+        data = body.get("data")
+        if merge_top_level:
+            fields = {k: v for k, v in body.items() if k not in _ENVELOPE_KEYS}
+            return {**fields, **data} if isinstance(data, Mapping) else fields
+        return body if data is None else data
 
     def _error_for(self, response: httpx.Response, body: Mapping[str, Any]) -> APIError:
         status = response.status_code
-        code = body.get("code") if isinstance(body.get("code"), int) else None
-        said = str(body.get("message") or body.get("error") or body.get("detail") or "").strip()
-        request_id = response.headers.get("x-request-id")
-        if code in (None, 0) and status == 401:
-            code = 1001
-        cls, advice = self._advice_for(status, code, said)
+        code = body.get("code") if _is_int_code(body.get("code")) else None
+        said = _reason_of(body)
+        cls, advice = classify(
+            _path_of(str(response.request.url)), status, code, said, self._account()
+        )
         message = f"{advice}" + (f" Server said: {said}" if said and said != "ok" else "")
-        return cls(message, code=code, status=status, request_id=request_id)
+        return cls(
+            message, code=code, status=status, request_id=response.headers.get("x-request-id")
+        )
 
-    def _advice_for(self, status: int, code: int | None, said: str) -> tuple[type[APIError], str]:
-        web = self.web_url
-        if code == 1001:
-            if self._anonymous:
-                return AuthError, "The anonymous token was refused even after renewing it."
-            return AuthError, (
-                "Your NEMO_TOKEN is invalid or expired. Get a new token at "
-                f"{web} and set NEMO_TOKEN, or unset it to use an anonymous token."
-            )
-        if code == 1002 or (code is None and status == 404 and "session" in said.lower()):
-            return SessionNotFoundError, (
-                "That session was not found (it may have expired or belong to another account). "
-                "Start a new one with client.create_session() or `%nemo connect`."
-            )
-        if code == 2001:
-            return InsufficientCreditsError, self._out_of_credits_advice()
-        if code == 4001:
-            return UnsupportedFileError, (
-                "The server does not accept this file type. Accepted types: "
-                + ", ".join(SUPPORTED_UPLOAD_TYPES)
-                + "."
-            )
-        if code == 4002:
-            return FileTooLargeError, (
-                "The file is over the 200 MB limit. Compress it or trim it and upload again."
-            )
-        return self._advice_for_status(status)
-
-    def _advice_for_status(self, status: int) -> tuple[type[APIError], str]:
-        if status == 400:
-            return ClientIdError, (
-                "The server refused the request as malformed (for the anonymous token: the "
-                "X-Client-Id header). Set NEMO_CLIENT_ID to a UUID or delete the client_id file "
-                "in the config folder so a new one is made."
-            )
-        if status == 402:
-            return ExportBlockedError, (
-                "Your plan does not allow exporting on the server (this is not about credits). "
-                f"Upgrade at {self.web_url}, or render locally with the embedded emulator "
-                "(`%nemo connect --local`)."
-            )
-        if status == 403:
-            return ScopeError, (
-                "The token lacks a permission (scope) needed for this call; retrying will not "
-                "help. Use a token with read, write and upload scopes."
-            )
-        if status == 429:
-            return RateLimitError, (
-                "The server is rate limiting requests (waited and retried once). "
-                "Wait a few minutes and try again."
-            )
-        if status >= 500:
-            return ServerError, "The server failed to answer. Try again in a moment."
-        if status == 404:
-            return APIError, "The server has no such resource; is NEMO_API_URL the right server?"
-        return APIError, "The server refused the request."
+    def _account(self) -> Account:
+        return Account(self.web_url, self._anonymous, self.user_id)
 
     def _out_of_credits_advice(self) -> str:
-        if self._anonymous and self.user_id:
-            return (
-                "You are out of credits. Register at "
-                f"{self.web_url}/?bind={self.user_id} to get more and keep your work."
-            )
-        return f"You are out of credits. Top up your account at {self.web_url} to continue."
+        return out_of_credits_advice(self._account())
+
+    def _learn_user_id(self, data: Mapping[str, Any]) -> None:
+        """Remember the account id from whichever answer carries it (token, session, state)."""
+        user_id = data.get("user_id")
+        if isinstance(user_id, str | int) and not isinstance(user_id, bool) and str(user_id):
+            self.user_id = str(user_id)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -560,13 +544,19 @@ class NemoClient:
 
 
 class Session:
-    """One agent session: chat turns, state, uploads and export."""
+    """One agent session: chat turns, state, uploads and export.
+
+    ``on_replaced(old_id, new_id)`` is called when the server lost the session and the client
+    (with ``recreate_missing_sessions``) continued in a new one, so a front end can say so.
+    """
 
     def __init__(self, client: NemoClient, session_id: str, task_id: str | None = None) -> None:
         self.client = client
         self.id = session_id
         self.task_id = task_id
+        self.on_replaced: Callable[[str, str], None] | None = None
         self._history: list[Turn] = []
+        self._known_state: SessionState | None = None
         self._export_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -575,6 +565,18 @@ class Session:
     @property
     def history(self) -> tuple[Turn, ...]:
         return tuple(self._history)
+
+    @property
+    def known_state(self) -> SessionState | None:
+        """The last state this session read, with the state changes its turns streamed since
+        (``None`` before any). No request is made."""
+        return self._known_state
+
+    @property
+    def pending_question(self) -> Question | None:
+        """The question the agent asked at the end of the last turn, if it is still open."""
+        last = self._history[-1].reply if self._history else None
+        return last.question if last is not None else None
 
     # -- chat
 
@@ -601,36 +603,59 @@ class Session:
 
     def _record(self, turn: Turn) -> None:
         self._history.append(turn)
+        if turn.reply.state is not None:
+            self._known_state = turn.reply.state
 
     # -- state and files
 
     def state(self) -> SessionState:
         """The session's current state (draft, media, canvas)."""
-        data = self._session_call("GET", f"/api/state/nemo_agent/me/{self.id}/latest")
-        state = SessionState.from_api(data if isinstance(data, Mapping) else {})
-        if self.task_id is None and state.task_id:
-            self.task_id = state.task_id
+        state = self._state_from(self._session_call("GET", self._state_path))
+        self._known_state = state
         return state
 
-    def upload(self, path: str | os.PathLike[str]) -> tuple[UploadedFile, ...]:
-        """Upload a local file, streamed from disk; type and size are checked before sending."""
-        file_path = Path(path).expanduser()
-        check_upload(file_path)
+    @property
+    def _state_path(self) -> str:
+        return f"/api/state/nemo_agent/me/{self.id}/latest"
 
-        def files() -> dict[str, Any]:
-            return {"files": (file_path.name, file_path.open("rb"), _mime_for(file_path))}
+    def _fetch_state(self) -> SessionState:
+        """One state read that changes nothing on failure (no session replacement)."""
+        return self._state_from(self.client.call("GET", self._state_path))
+
+    def _state_from(self, data: Any) -> SessionState:
+        data = data if isinstance(data, Mapping) else {}
+        state = SessionState.from_api(data)
+        if self.task_id is None and state.task_id:
+            self.task_id = state.task_id
+        self.client._learn_user_id(data)
+        return state
+
+    def upload(self, *paths: str | os.PathLike[str]) -> tuple[UploadedFile, ...]:
+        """Upload local files in one request, streamed from disk; every file's type and size
+        are checked before any byte is sent."""
+        if not paths:
+            raise ValueError("Name at least one file to upload.")
+        file_paths = [Path(path).expanduser() for path in paths]
+        for file_path in file_paths:
+            check_upload(file_path)
+
+        def files() -> list[tuple[str, Any]]:
+            return [("files", (path.name, path.open("rb"), _mime_for(path))) for path in file_paths]
 
         data = self._session_call("POST", f"/api/upload-video/nemo_agent/me/{self.id}", files=files)
         return tuple(UploadedFile.from_api(item) for item in _list_field(data, "files"))
 
-    def upload_url(self, url: str) -> tuple[UploadedFile, ...]:
-        """Have the server fetch a media URL into the session."""
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise UnsupportedFileError(f"Only http(s) URLs can be uploaded, got {url!r}.")
+    def upload_url(self, *urls: str) -> tuple[UploadedFile, ...]:
+        """Have the server fetch media URLs into the session (one request)."""
+        if not urls:
+            raise ValueError("Name at least one URL to upload.")
+        for url in urls:
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise UnsupportedFileError(f"Only http(s) URLs can be uploaded, got {url!r}.")
         data = self._session_call(
             "POST",
             f"/api/upload-video/nemo_agent/me/{self.id}",
-            json={"urls": [url], "source_type": "url"},
+            json={"urls": list(urls), "source_type": "url"},
         )
         return tuple(UploadedFile.from_api(item) for item in _list_field(data, "files"))
 
@@ -645,38 +670,67 @@ class Session:
 
     # -- export
 
-    def export(self, quality: str = "high") -> RenderJob:
-        """Submit the draft for rendering (PROTOCOL §5); one export per session at a time."""
+    def export(self, quality: str = "high", format: str = DEFAULT_EXPORT_FORMAT) -> RenderJob:
+        """Submit the draft for rendering (PROTOCOL §5); one export per session at a time.
+
+        ``format`` goes to the render body's ``output.format`` (``mp4``; ``png`` for a still;
+        whatever else the server lists). A server without a state endpoint exports the draft
+        this session's turns streamed.
+        """
+        fmt = format.strip().lower().lstrip(".") or DEFAULT_EXPORT_FORMAT
         if not self._export_lock.acquire(blocking=False):
             raise ExportInProgressError(
                 "An export of this session is already running; wait for it to finish."
             )
         try:
-            state = self.state()
-            if not state.draft.ready_for_export:
+            draft = self._draft_for_export()
+            if not draft.ready_for_export:
                 raise NothingToExportError(
                     "Nothing to export yet: the timeline has no clips. Generate something first, "
                     "e.g. 'generate a realistic image of a futuristic city at night'."
                 )
-            job = RenderJob(self, state.draft.to_dict(), quality, self._export_lock)
+            job = RenderJob(self, draft.to_dict(), quality, self._export_lock, fmt)
             job.submit()
         except BaseException:
             self._export_lock.release()
             raise
         return job
 
+    def _draft_for_export(self) -> Draft:
+        try:
+            return self.state().draft
+        except (APIError, TransportError) as exc:
+            known = self._known_state
+            if known is None or not known.draft.ready_for_export or isinstance(exc, AuthError):
+                raise
+            log.info("The state read failed (%s); exporting the draft the turns streamed.", exc)
+            return known.draft
+
     def _session_call(self, method: str, path: str, **kwargs: Any) -> Any:
         """A call about this session; with opt-in, a missing session is replaced once."""
         try:
             return self.client.call(method, path, **kwargs)
         except SessionNotFoundError:
-            if not self.client.recreate_missing_sessions:
-                raise
             old = self.id
-            fresh = self.client.create_session()
-            self.id, self.task_id = fresh.id, fresh.task_id
-            log.warning("Session %s was not found; continuing in new session %s.", old, self.id)
+            if not self._replace_missing():
+                raise
             return self.client.call(method, path.replace(old, self.id), **kwargs)
+
+    def _replace_missing(self) -> bool:
+        """Continue in a new session when the client is configured to; ``False`` otherwise."""
+        if not self.client.recreate_missing_sessions:
+            return False
+        old = self.id
+        fresh = self.client.create_session()
+        self.id, self.task_id, self._known_state = fresh.id, fresh.task_id, None
+        log.warning("Session %s was not found; continuing in new session %s.", old, self.id)
+        if self.on_replaced is not None:
+            self.on_replaced(old, self.id)
+        return True
+
+    def _apply_delta(self, delta: Mapping[str, Any]) -> None:
+        known = self._known_state or SessionState.from_api({"session_id": self.id})
+        self._known_state = known.with_delta(delta)
 
 
 # --------------------------------------------------------------------------- turns
@@ -746,108 +800,74 @@ class TurnStream:
         self._consumer = threading.current_thread()
         if self._closed.is_set():
             return
-        before = self._state_or_none()
-        if self._closed.is_set():  # stopped while reading the state: send nothing at all
-            self._finish(Reply(self.message, stopped=True))
-            return
+        before = _StateBefore(self.session)  # never delays the POST (PROTOCOL §8)
         self._started = self._clock.monotonic()
-        self._start_reader(self._open())
+        self._start_reader(self._open(before.on_trace))
+        before.start()  # for transports without the trace hook
         from ._router import StreamTranslator  # ~34 regexes: compiled on the first turn
 
-        merger, translator = TextMerger(), StreamTranslator()
-        shown: list[str] = []
-        calls: list[ToolCall] = []
-        errors: list[str] = []
+        assembly = _Assembly(StreamTranslator(), self.session)
         outcome = "stopped"
-        closed = self._closed
         try:
             for batch in self._pump():
                 for event in batch:
-                    if isinstance(event, TextChunk):
-                        text = translator.feed(merger.feed(event))
-                        if not text:
-                            continue
-                        shown.append(text)
-                        yield TextDelta(text)
-                    else:
-                        if isinstance(event, ToolCall | ToolResult):
-                            text = translator.flush()
-                            if text:
-                                shown.append(text)
-                                yield TextDelta(text)
-                        if isinstance(event, ToolCall):
-                            calls.append(event)
-                        elif isinstance(event, StreamError):
-                            errors.append(event.message)
-                        yield event
-                    if closed.is_set():  # Stop while the consumer held this event
+                    yield from assembly.take(event)
+                    if self._closed.is_set():  # Stop while the consumer held this event
                         break
             outcome = self._outcome()
         finally:
             if outcome == "stopped":
-                self._finish(Reply(self.message, "".join(shown), tuple(calls), stopped=True))
+                self._finish(assembly.reply(self.message, stopped=True))
         if outcome == "stopped":
             return
-        rest = translator.finish(turn_ok=not errors and bool(shown or calls))
-        if rest:
-            shown.append(rest)
-            yield TextDelta(rest)
+        yield from assembly.finish()
         after: SessionState | None = None
         if outcome == "ended":
             try:
-                after = self._state_or_none()
+                after = self._state_after()
             except TransportError:  # the server went away right after the stream: recover
                 outcome = "dropped"
+        state_before = before.result(self._timing.connect_timeout)
         if outcome != "ended":
             yield Recovering(outcome)
-            recovered = self._recover(before, outcome)
+            recovered = self._recover(state_before, outcome)
             if recovered is None:  # stopped while waiting
-                self._finish(Reply(self.message, "".join(shown), tuple(calls), stopped=True))
+                self._finish(assembly.reply(self.message, stopped=True))
                 return
             after = recovered
         self._finish(
-            Reply(
-                message=self.message,
-                text="".join(shown),
-                tool_calls=tuple(calls),
-                changes=before.draft.diff(after.draft) if before and after else (),
-                state=after,
-                state_before=before,
-                actions=translator.actions,
-                errors=tuple(errors),
-                recovered=outcome != "ended",
-            )
+            assembly.reply(self.message, before=state_before, after=after, outcome=outcome)
         )
 
-    def _state_or_none(self) -> SessionState | None:
-        """The session state, or ``None`` from a server without the state endpoint (plain ADK)."""
+    def _state_after(self) -> SessionState | None:
+        """The state once the stream ended; ``None`` when the server could not say (then the
+        streamed changes stand for it). A dead connection raises, so the turn is recovered."""
         try:
             return self.session.state()
-        except APIError as exc:
-            if exc.code is None and exc.status in (404, 405, 501):
-                log.info("This server has no session state endpoint; changes are not tracked.")
-                return None
-            raise
+        except (APIError, TransportError) as exc:
+            if isinstance(exc, TransportError) and not _timed_out(exc):
+                raise
+            log.info("The state after the turn could not be read (%s).", type(exc).__name__)
+            return None
 
     def _finish(self, reply: Reply) -> None:
         self.reply = reply
         self.session._record(Turn(self.message, reply))
         self._closed.set()
 
-    def _open(self) -> httpx.Response:
-        """POST the turn. Only rejections (auth, rate limit) are retried: nothing ran yet."""
-        client = self._client
-        body = {
-            "app_name": "nemo_agent",
-            "user_id": "me",
-            "session_id": self.session.id,
-            "new_message": {"role": "user", "parts": [{"text": self.message}]},
-            "streaming": True,
-        }
+    def _open(self, trace: Callable[[str, Mapping[str, Any]], None]) -> httpx.Response:
+        """POST the turn. Only rejections (auth, rate limit, a lost session) are retried:
+        nothing ran yet. The read timeout is the turn's own cap: silence is a live turn."""
+        client, session = self._client, self.session
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        timeout = httpx.Timeout(self._timing.turn_cap + 60, connect=self._timing.connect_timeout)
 
         def attempt() -> httpx.Response:
-            response = client._send("POST", "/run_sse", dict(headers), True, stream=True, json=body)
+            response = client._send(
+                "POST", "/run_sse", dict(headers), True, stream=True,
+                json=_turn_body(session.id, self.message), timeout=timeout,
+                extensions={"trace": trace},
+            )  # fmt: skip
             if response.is_success and "text/event-stream" in response.headers.get(
                 "content-type", ""
             ):
@@ -858,7 +878,12 @@ class TurnStream:
             finally:
                 response.close()
 
-        self._response = client.with_safe_retries(attempt)
+        try:
+            self._response = client.with_safe_retries(attempt)
+        except SessionNotFoundError:
+            if not session._replace_missing():
+                raise
+            self._response = client.with_safe_retries(attempt)
         return self._response
 
     def _start_reader(self, response: httpx.Response) -> None:
@@ -958,7 +983,7 @@ class TurnStream:
                 return None
             with contextlib.suppress(TransportError, ServerError, RateLimitError):
                 state = self.session.state()
-                if state.raw != before.raw:
+                if _what_turns_change(state) != _what_turns_change(before):
                     return state
             unchanged += 1
             if unchanged >= timing.recovery_max_unchanged:
@@ -973,6 +998,152 @@ class TurnStream:
 
 
 _REASONS = {"dropped": "broke off", "timeout": "timed out (only keep-alives)"}
+
+
+def _what_turns_change(state: SessionState) -> tuple[Any, ...]:
+    """The parts of a state a turn changes, comparable whether the state was read from the
+    server or assembled from streamed deltas."""
+    return (state.draft.raw, state.generated_media, state.video_infos, state.video_analyses)
+
+
+def _timed_out(error: BaseException) -> bool:
+    """The server is there but slow (a read timed out), as opposed to gone."""
+    return isinstance(error.__cause__, httpx.TimeoutException)
+
+
+def _turn_body(session_id: str, message: str) -> dict[str, Any]:
+    """The ``/run_sse`` body: exactly the skill's, plus the ``streaming`` flag (PROTOCOL §3)."""
+    return {
+        "app_name": "nemo_agent",
+        "user_id": "me",
+        "session_id": session_id,
+        "new_message": {"role": "user", "parts": [{"text": message}]},
+        "streaming": True,
+    }
+
+
+class _StateBefore:
+    """The state before a turn: the last one the session knew, else one read in a thread that
+    starts once the POST's bytes are on the wire (httpcore's ``trace`` hook), so no round
+    trip and no thread delays the turn, and a failing read never stops it."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._state = session.known_state
+        self._thread: threading.Thread | None = None
+
+    def on_trace(self, name: str, info: Mapping[str, Any]) -> None:
+        if name.endswith("send_request_body.complete"):
+            self.start()
+
+    def start(self) -> None:
+        """Read the state now unless it is known or being read (idempotent)."""
+        if self._state is None and self._thread is None:
+            self._thread = threading.Thread(
+                target=self._read, args=(self._session,), name="nemo-state-before", daemon=True
+            )
+            self._thread.start()
+
+    def _read(self, session: Session) -> None:
+        try:
+            self._state = session._fetch_state()
+        except NemoError as exc:
+            log.info("The state before the turn could not be read (%s).", type(exc).__name__)
+
+    def result(self, wait_s: float) -> SessionState | None:
+        """The state, waiting at most ``wait_s`` more for the read alongside the POST."""
+        if self._thread is not None:
+            self._thread.join(wait_s)
+        return self._state
+
+
+class _Assembly:
+    """What one turn's events add up to: the text shown once, each tool call once, errors,
+    the agent's question, the state it streamed, and payloads nobody could read."""
+
+    def __init__(self, translator: StreamTranslator, session: Session) -> None:
+        self._merger = TextMerger()
+        self._translator = translator
+        self._tracker = ToolCallTracker()
+        self._session = session
+        self.shown: list[str] = []
+        self.calls: list[ToolCall] = []
+        self.errors: list[str] = []
+        self.question: Question | None = None
+        self.streamed_state = False
+        self.unparsed: list[Unparsed] = []
+
+    def take(self, event: Event) -> Iterator[Event]:
+        """The events to hand on for one event of the wire (text deduplicated, calls once)."""
+        if isinstance(event, TextChunk):
+            yield from self._show(self._translator.feed(self._merger.feed(event)))
+            return
+        if isinstance(event, Unparsed):
+            self.unparsed.append(event)
+            return
+        if isinstance(event, ToolCall | ToolResult):
+            yield from self._show(self._translator.flush())
+        if isinstance(event, ToolCall):
+            if not self._tracker.first_time(event):
+                return
+            self.calls.append(event)
+            question = question_from_call(event)
+            if question is not None:
+                self.question = question
+                yield from self._show(("\n\n" if self.shown else "") + question.text)
+                yield question
+                return
+        elif isinstance(event, StreamError):
+            self.errors.append(event.message)
+        elif isinstance(event, StateDelta):
+            self.streamed_state = True
+            self._session._apply_delta(event.delta)
+        yield event
+
+    def _show(self, text: str) -> Iterator[TextDelta]:
+        if text:
+            self.shown.append(text)
+            yield TextDelta(text)
+
+    def finish(self) -> Iterator[TextDelta]:
+        """The end of the stream: held-back text, and one log line for unreadable payloads."""
+        ok = not self.errors and bool(self.shown or self.calls)
+        yield from self._show(self._translator.finish(turn_ok=ok))
+        if self.unparsed:
+            log.warning(
+                "%d event(s) of this turn could not be read and were skipped; the first: %r",
+                len(self.unparsed), self.unparsed[0].preview,
+            )  # fmt: skip
+
+    def reply(
+        self,
+        message: str,
+        *,
+        before: SessionState | None = None,
+        after: SessionState | None = None,
+        outcome: str = "ended",
+        stopped: bool = False,
+    ) -> Reply:
+        text, calls = "".join(self.shown), tuple(self.calls)
+        if stopped:
+            return Reply(message, text, calls, question=self.question, stopped=True)
+        known = after is not None or self.streamed_state
+        state = after if after is not None else self._session.known_state
+        changes_known = before is not None and state is not None and known
+        return Reply(
+            message=message,
+            text=text,
+            tool_calls=calls,
+            changes=before.draft.diff(state.draft) if changes_known and before and state else (),
+            state=state,
+            state_before=before,
+            actions=self._translator.actions,
+            errors=tuple(self.errors),
+            recovered=outcome != "ended",
+            question=self.question,
+            changes_known=changes_known,
+            unparsed=len(self.unparsed),
+        )
 
 
 def raise_for_reply(reply: Reply, client: NemoClient) -> None:
@@ -998,20 +1169,33 @@ def raise_for_reply(reply: Reply, client: NemoClient) -> None:
 
 
 class RenderJob:
-    """A server-side render of the session's draft (PROTOCOL §5)."""
+    """A server-side render of the session's draft (PROTOCOL §5).
+
+    At most two submits in all: a failed submit or a failed render is resubmitted once with a
+    new id. Progress is 0..1 whatever scale the server uses, and below 1 until ``completed``.
+    """
+
+    MAX_SUBMITS = 2
 
     def __init__(
-        self, session: Session, draft: dict[str, Any], quality: str, lock: threading.Lock
+        self,
+        session: Session,
+        draft: dict[str, Any],
+        quality: str,
+        lock: threading.Lock,
+        format: str = DEFAULT_EXPORT_FORMAT,
     ) -> None:
         self.session = session
         self.draft = draft
         self.quality = quality
+        self.format = format
         self.id = ""
         self.status = "new"
         self.progress = 0.0
         self.output_url: str | None = None
         self.error: str | None = None
-        self.resubmitted = False
+        self.submits = 0
+        self._percent_scale = False
         self._lock: threading.Lock | None = lock
 
     def __repr__(self) -> str:
@@ -1019,42 +1203,56 @@ class RenderJob:
 
     @property
     def done(self) -> bool:
-        return self.status in ("completed", "failed")
+        return self.status in ("completed", "failed", "cancelled")
+
+    @property
+    def resubmitted(self) -> bool:
+        return self.submits > 1
 
     def submit(self) -> None:
-        """Submit with a fresh id; on failure retry once with another fresh id."""
+        """Submit with a fresh id; a submit the server failed (network, 5xx) is retried once
+        with another fresh id. A refusal (bad request, plan, auth, scope) is not retried."""
         try:
             self._submit_once()
-        except (TransportError, ServerError, APIError) as exc:
-            if isinstance(exc, (ExportBlockedError, ScopeError, AuthError, SessionNotFoundError)):
+        except (TransportError, ServerError) as exc:
+            if self.submits >= self.MAX_SUBMITS:
                 raise
             log.info("Render submit failed (%s); retrying once with a new id.", type(exc).__name__)
             self._submit_once()
 
     def _submit_once(self) -> None:
+        self.submits += 1
         self.id = f"render_{uuid.uuid4().hex}"
+        self.status, self.progress, self.error, self._percent_scale = "new", 0.0, None, False
         data = self.session.client.call(
             "POST",
-            "/api/render/proxy/lambda",
+            RENDER_SUBMIT_PATH,
             json={
                 "id": self.id,
                 "sessionId": self.session.id,
                 "draft": self.draft,
-                "output": {"format": "mp4", "quality": self.quality},
+                "output": {"format": self.format, "quality": self.quality},
             },
+            merge_top_level=True,
         )
-        self._update(data if isinstance(data, Mapping) else {})
+        self._update(data)
         self.status = self.status if self.status != "new" else "pending"
 
     def refresh(self) -> RenderJob:
         """Read the job's status once."""
-        data = self.session.client.call("GET", f"/api/render/proxy/lambda/{self.id}")
-        self._update(data if isinstance(data, Mapping) else {})
+        data = self.session.client.call(
+            "GET", f"{RENDER_SUBMIT_PATH}/{self.id}", merge_top_level=True
+        )
+        self._update(data)
+        if self.done:
+            self._release()
         return self
 
     def _update(self, data: Mapping[str, Any]) -> None:
-        self.status = str(data.get("status") or self.status)
-        self.progress = _progress_fraction(data.get("progress"), self.progress)
+        self.status = str(data.get("status") or self.status).lower()
+        self._percent_scale = self._percent_scale or _is_percent(data.get("progress"))
+        progress = _progress_fraction(data.get("progress"), self.progress, self._percent_scale)
+        self.progress = 1.0 if self.status == "completed" else min(progress, 0.99)
         output = data.get("output")
         output = output if isinstance(output, Mapping) else {}
         url = output.get("url") or data.get("outputUrl") or data.get("output_url")
@@ -1074,6 +1272,8 @@ class RenderJob:
                     on_progress(self.progress)
                 if self.status == "completed":
                     return self
+                if self.status == "cancelled":
+                    raise RenderFailedError(f"The render {self.id} was cancelled.")
                 if self.status == "failed":
                     self._resubmit_or_raise()
                 if clock.monotonic() + delay > deadline:
@@ -1088,7 +1288,11 @@ class RenderJob:
 
     def _poll_once(self) -> None:
         try:
-            self.refresh()
+            self._update(
+                self.session.client.call(
+                    "GET", f"{RENDER_SUBMIT_PATH}/{self.id}", merge_top_level=True
+                )
+            )
         except TransportError:
             log.info("Render poll failed on the network; polling again.")
         except APIError as exc:
@@ -1097,16 +1301,38 @@ class RenderJob:
 
     def _resubmit_or_raise(self) -> None:
         reason = self.error or "no reason given"
-        if self.resubmitted:
+        if self.submits >= self.MAX_SUBMITS:
             raise RenderFailedError(
-                f"The render failed twice ({reason}). Check the timeline with `%nemo status`, "
-                "fix what the reason names, and export again."
+                f"The render failed{' twice' if self.submits > 1 else ''} ({reason}). Check the "
+                "timeline with `%nemo status`, fix what the reason names, and export again."
             )
         log.info("Render %s failed (%s); resubmitting once with a new id.", self.id, reason)
-        self.resubmitted = True
-        self.error = None
-        self.status, self.progress = "pending", 0.0
-        self.submit()
+        self._submit_once()
+
+    def cancel(self) -> RenderJob:
+        """Ask the server to stop the render (``POST …/lambda/<id>/cancel``, older docs).
+
+        Raises :class:`CancelNotSupportedError` when the server has no cancel: then the render
+        goes on and can still be waited for and downloaded.
+        """
+        if self.done:
+            return self
+        try:
+            data = self.session.client.call(
+                "POST", f"{RENDER_SUBMIT_PATH}/{self.id}/cancel", merge_top_level=True
+            )
+        except (APIError, TransportError) as exc:
+            if isinstance(exc, APIError) and exc.status in (404, 405, 501):
+                raise CancelNotSupportedError(
+                    "This server has no way to cancel a render, so it goes on; wait for it with "
+                    "job.wait() or ignore it (export costs no credits)."
+                ) from exc
+            raise
+        self._update(data)
+        if self.status not in ("failed", "cancelled", "completed"):
+            self.status = "cancelled"
+        self._release()
+        return self
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -1114,12 +1340,12 @@ class RenderJob:
             self._lock = None
 
     def download(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Save the MP4 atomically; falls back to the proxy download endpoint."""
+        """Save the output atomically; falls back to the proxy download endpoint."""
         if self.status != "completed":
             raise RenderFailedError(
                 f"The render is {self.status}, not completed; call job.wait() first."
             )
-        target = _download_target(path, self.id)
+        target = _download_target(path, self.id, self.format)
         urls = [u for u in (self.output_url,) if u]
         urls.append(f"/api/render/proxy/{self.id}/download")
         last_error: NemoError | None = None
@@ -1183,11 +1409,12 @@ def _close_file_field(item: Any) -> None:
         close()
 
 
-def _download_target(path: str | os.PathLike[str] | None, job_id: str) -> Path:
+def _download_target(path: str | os.PathLike[str] | None, job_id: str, fmt: str) -> Path:
     name = "".join(ch for ch in job_id if ch.isalnum() or ch in "-_") or "render"
-    target = Path(path).expanduser() if path is not None else Path.cwd() / f"{name}.mp4"
+    suffix = "".join(ch for ch in fmt if ch.isalnum()) or DEFAULT_EXPORT_FORMAT
+    target = Path(path).expanduser() if path is not None else Path.cwd() / f"{name}.{suffix}"
     if target.is_dir():
-        target = target / f"{name}.mp4"
+        target = target / f"{name}.{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
     return target
 
@@ -1266,7 +1493,7 @@ def _shutdown_socket(response: httpx.Response) -> None:
 def _json_or_empty(response: httpx.Response) -> Mapping[str, Any]:
     try:
         body = response.json()
-    except (ValueError, json.JSONDecodeError, httpx.ResponseNotRead):
+    except (ValueError, RecursionError, httpx.ResponseNotRead):
         return {}
     return body if isinstance(body, dict) else {}
 
@@ -1282,6 +1509,25 @@ def _list_field(data: Any, name: str) -> list[Mapping[str, Any]]:
     return [item for item in items if isinstance(item, Mapping)] if isinstance(items, list) else []
 
 
+def _is_int_code(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _reason_of(body: Mapping[str, Any]) -> str:
+    """What the server said about a refusal, from whichever field it used."""
+    for key in ("message", "error", "detail", "msg"):
+        value = body.get(key)
+        if isinstance(value, Mapping):
+            value = value.get("message")
+        if (
+            isinstance(value, str | int | float)
+            and not isinstance(value, bool)
+            and str(value).strip()
+        ):
+            return str(value).strip()[:500]
+    return ""
+
+
 def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -1293,14 +1539,28 @@ def _as_int(value: Any) -> int:
         return 0
 
 
-def _progress_fraction(value: Any, default: float) -> float:
-    """Progress as 0..1; servers send 0..1 or 0..100."""
+def _progress_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
     try:
         number = float(value)
     except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _is_percent(value: Any) -> bool:
+    """A progress above 1 can only be on the 0..100 scale (then the whole job is)."""
+    number = _progress_number(value)
+    return number is not None and number > 1
+
+
+def _progress_fraction(value: Any, default: float, percent: bool) -> float:
+    """Progress as 0..1 from a 0..1 or 0..100 number; anything else keeps ``default``."""
+    number = _progress_number(value)
+    if number is None:
         return default
-    fraction = number / 100 if number > 1 else number
-    return min(max(fraction, 0.0), 1.0)
+    return min(max(number / 100 if percent else number, 0.0), 1.0)
 
 
 def _path_of(url: str) -> str:

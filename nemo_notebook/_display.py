@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from nemo_notebook._client import UNKNOWN_CHANGES_NOTE
 from nemo_notebook._events import (
+    Question,
     Recovering,
     StillWorking,
     StreamError,
@@ -35,6 +37,7 @@ __all__ = [
     "ChangesView",
     "ImageView",
     "LinkView",
+    "NoteView",
     "NotebookOutput",
     "Output",
     "ProgressLine",
@@ -46,12 +49,31 @@ __all__ = [
     "extract_poster",
     "generated_image_urls",
     "image_mime_type",
+    "media_type",
+    "option_lines",
     "percent_of",
     "relative_src",
+    "unknown_changes_note",
 ]
 
 Clock = Callable[[], float]
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+_MEDIA_TYPES = {
+    "mp4": "video/mp4", "m4v": "video/mp4", "webm": "video/webm", "mov": "video/quicktime",
+    "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
+    "webp": "image/webp",
+}  # fmt: skip
+
+
+def media_type(path: Path | str) -> str | None:
+    """The MIME type a browser shows an exported file with, by its suffix; None when it is no
+    image or video a page can play (the file is then only linked)."""
+    return _MEDIA_TYPES.get(Path(path).suffix.lower().lstrip("."))
+
+
+def option_lines(options: Sequence[str]) -> list[str]:
+    """The options of the agent's question as a numbered list: ``1. 16:9 landscape``."""
+    return [f"{number}. {option}" for number, option in enumerate(options, 1)]
 
 
 class Output(Protocol):
@@ -121,6 +143,11 @@ class StreamSink:
 
     def line(self, text: str) -> None:
         """Queue a status line, starting on a fresh line."""
+        self.block(text)
+
+    def block(self, text: str) -> None:
+        """Queue whole lines (a status line, a list), starting on a fresh line; text that
+        follows starts on the next line without a blank one."""
         self._queue(("" if self._at_line_start else "\n") + text + "\n")
         self._after_status = True
         self.tick()
@@ -184,6 +211,9 @@ class TurnPrinter:
         if isinstance(event, TextDelta):
             self._shown.append(event.text)
             self.sink.feed(event.text)
+        elif isinstance(event, Question):
+            if event.options:  # its words came as text; the choices follow them as a list
+                self.sink.block("\n".join(option_lines(event.options)))
         elif isinstance(event, ToolCall):
             self.sink.line(f"· {event.status}")
         elif isinstance(event, StillWorking):
@@ -300,26 +330,57 @@ class ChangesView:
 
 
 class ReplyView:
-    """A chat reply for display: its text, then what changed in the draft."""
+    """A chat reply for display: its text (with the options of a question the agent asked),
+    then what changed in the draft, or a note when that could not be known."""
 
     def __init__(self, reply: Any) -> None:
         self.text: str = getattr(reply, "text", "") or ""
         self.changes: tuple[str, ...] = tuple(getattr(reply, "changes", ()) or ())
+        question = getattr(reply, "question", None)
+        self.options: tuple[str, ...] = tuple(getattr(question, "options", ()) or ())
+        unknown = getattr(reply, "changes_known", True) is False
+        self.note = unknown_changes_note() if unknown and not self.changes else ""
 
     def __repr__(self) -> str:
         return f"ReplyView({self.text[:40]!r}, changes={len(self.changes)})"
 
     def to_text(self) -> str:
         parts = [self.text.strip()] if self.text.strip() else []
+        parts += option_lines(self.options)
         if self.changes:
             parts.append(ChangesView(self.changes).to_text())
+        parts += [NoteView(self.note).to_text()] if self.note else []
         return "\n".join(parts) or "(no reply and no change)"
 
     def to_html(self) -> str:
         style = "white-space:pre-wrap;font-family:inherit;margin:0"
-        body = f"<pre style='{style}'>{html.escape(self.text.strip())}</pre>" if self.text else ""
+        said = "\n".join([self.text.strip(), *option_lines(self.options)]).strip()
+        body = f"<pre style='{style}'>{html.escape(said)}</pre>" if said else ""
         changes = ChangesView(self.changes).to_html() if self.changes else ""
-        return f"<div class='nemo-reply'>{body}{changes}</div>"
+        note = NoteView(self.note).to_html() if self.note else ""
+        return f"<div class='nemo-reply'>{body}{changes}{note}</div>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/plain": self.to_text(), "text/html": self.to_html()}
+
+
+def unknown_changes_note() -> str:
+    """Said instead of "the draft did not change" when the session state could not be read."""
+    return UNKNOWN_CHANGES_NOTE.strip().strip("()")
+
+
+@dataclass(frozen=True)
+class NoteView:
+    """A short note of the notebook's own (not the agent's words), styled apart."""
+
+    text: str
+
+    def to_text(self) -> str:
+        return f"({self.text})"
+
+    def to_html(self) -> str:
+        style = "opacity:.75;font-style:italic;font-size:90%"
+        return f"<div class='nemo-note' style='{style}'>{html.escape(self.text)}</div>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/plain": self.to_text(), "text/html": self.to_html()}
@@ -372,8 +433,8 @@ class ImageView:
 
     PREVIEW_WIDTH = 960  # a 1080p PNG is ~3 MB: notebooks stay small and portable
 
-    def __init__(self, data: bytes, label: str = "image") -> None:
-        self.data = _preview(data, self.PREVIEW_WIDTH)
+    def __init__(self, data: bytes, label: str = "image", *, preview: bool = True) -> None:
+        self.data = _preview(data, self.PREVIEW_WIDTH) if preview else data
         self.label = label
         self.mime_type = image_mime_type(self.data) or "image/png"
 
@@ -417,7 +478,10 @@ def relative_src(path: Path, base_dir: Path) -> str:
 
 
 class VideoView:
-    """An MP4 shown inline: base64-embedded when small, else a relative ``src`` to the file."""
+    """A video shown inline: base64-embedded when small, else a relative ``src`` to the file.
+
+    ``mime_type`` defaults to the one of the file's suffix (``.webm`` -> ``video/webm``).
+    """
 
     def __init__(
         self,
@@ -427,8 +491,10 @@ class VideoView:
         embed: bool | None = None,
         poster: bytes | None = None,
         base_dir: Path | str | None = None,
+        mime_type: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self.mime_type = mime_type or media_type(self.path) or "video/mp4"
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
         self.size = self.path.stat().st_size
         self.embedded = embed if embed is not None else self.size < embed_limit_bytes
@@ -442,7 +508,7 @@ class VideoView:
         """The ``src`` attribute value: a data URL or the relative file path."""
         if self.embedded:
             encoded = base64.b64encode(self.path.read_bytes()).decode("ascii")
-            return f"data:video/mp4;base64,{encoded}"
+            return f"data:{self.mime_type};base64,{encoded}"
         return relative_src(self.path, self.base_dir)
 
     def to_html(self) -> str:
@@ -455,7 +521,7 @@ class VideoView:
         name = html.escape(self.path.name)
         return (
             f'<video controls preload="metadata" style="max-width:100%"{poster}>'
-            f'<source src="{src}" type="video/mp4">'
+            f'<source src="{src}" type="{html.escape(self.mime_type, quote=True)}">'
             f"Your browser cannot play this video; open {name}.</video>"
         )
 

@@ -722,6 +722,25 @@ class SessionState(_RawView):
     def task_name(self) -> str | None:
         return _text(self.raw.get("task_name"))
 
+    @property
+    def user_id(self) -> str | None:
+        """The account the session belongs to, when the server says (anonymous: ``anon_…``)."""
+        return _identifier(self.raw.get("user_id"))
+
+    def with_delta(self, delta: Mapping[str, Any]) -> SessionState:
+        """This state with a turn's ``stateDelta`` applied: each key replaces the state's own.
+
+        Keys that are not known state keys (ADK's ``temp:`` / ``app:`` keys) are kept too; the
+        draft, lists and canvas read from the result as from a server answer.
+        """
+        if not delta:
+            return self
+        raw = dict(self.raw)
+        state = dict(self._state)
+        state.update(_copy_json(dict(delta)))
+        raw["state"] = state
+        return SessionState(raw)
+
     @cached_property
     def draft(self) -> Draft:
         draft = self._state.get("draft")
@@ -738,7 +757,10 @@ class SessionState(_RawView):
         return dict(_mapping(self._state.get("canvas_config")))
 
     def _list(self, key: str) -> list[Any]:
+        """A state list; some servers send a map of id -> item instead (PROTOCOL §8)."""
         value = self._state.get(key)
+        if isinstance(value, Mapping):
+            return list(value.values())
         return list(value) if isinstance(value, list) else []
 
     @property

@@ -12,8 +12,9 @@
     │   ├── InsufficientCreditsError 2001: out of credits
     │   ├── UnsupportedFileError    4001: file type not accepted (raised before upload too)
     │   ├── FileTooLargeError       4002: over the 200 MB ceiling (raised before upload too)
-    │   ├── ClientIdError           HTTP 400: missing X-Client-Id
-    │   ├── ExportBlockedError      HTTP 402: the plan blocks cloud export
+    │   ├── ClientIdError           HTTP 400 on the anonymous-token call: missing X-Client-Id
+    │   ├── BadRequestError         HTTP 400 elsewhere: the server's reason; never retried
+    │   ├── ExportBlockedError      HTTP 402 on render submit: the plan blocks cloud export
     │   ├── ScopeError              HTTP 403: the token lacks a scope
     │   ├── RateLimitError          HTTP 429: rate limited
     │   └── ServerError             HTTP 5xx
@@ -24,20 +25,34 @@
     │   ├── NothingToExportError    the draft has no segments yet
     │   ├── ExportInProgressError   one export per session at a time
     │   ├── RenderFailedError       the render failed (after the one resubmit)
+    │   ├── CancelNotSupportedError the server has no render cancel
     │   └── RenderTimeoutError      the render did not finish in time
     └── NotebookError               notebook-layer failures (kernel side)
 
 Every message says what to do next and never contains a token: messages pass through
-:func:`redact` before they are stored.
+:func:`redact` before they are stored. :func:`classify` is the one mapping from what a server
+answered (endpoint, HTTP status, business code, message) to the error class and its advice.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+
+from ._protocol import (
+    ANONYMOUS_TOKEN_PATH,
+    MAX_UPLOAD_BYTES,
+    RENDER_SUBMIT_PATH,
+    SUPPORTED_UPLOAD_TYPES,
+    TOKEN_REJECTED_CODES,
+)
 
 __all__ = [
     "APIError",
+    "Account",
     "AuthError",
+    "BadRequestError",
+    "CancelNotSupportedError",
     "ClientClosedError",
     "ClientIdError",
     "ConfigError",
@@ -60,6 +75,8 @@ __all__ = [
     "TurnError",
     "TurnTimeoutError",
     "UnsupportedFileError",
+    "classify",
+    "out_of_credits_advice",
     "redact",
 ]
 
@@ -151,8 +168,12 @@ class ClientIdError(APIError):
     """HTTP 400 on the anonymous-token call: the X-Client-Id header was missing."""
 
 
+class BadRequestError(APIError):
+    """HTTP 400 on any call but the anonymous-token one: the server's reason says what is wrong."""
+
+
 class ExportBlockedError(APIError):
-    """HTTP 402: the free plan blocks cloud export (not a credit problem)."""
+    """HTTP 402 on render submit: the free plan blocks cloud export (not a credit problem)."""
 
 
 class ScopeError(APIError):
@@ -199,5 +220,108 @@ class RenderTimeoutError(ExportError):
     """The render did not finish within the polling cap."""
 
 
+class CancelNotSupportedError(ExportError):
+    """The server offers no way to cancel a render; it goes on."""
+
+
 class NotebookError(NemoError):
     """A failure in the notebook layer (magics, panel, display)."""
+
+
+# --------------------------------------------------------------------------- the one mapping
+
+_CREDIT_WORDS = re.compile(r"credit|balance|积分|余额", re.IGNORECASE)
+ACCEPTED_UPLOADS = ", ".join(SUPPORTED_UPLOAD_TYPES)
+_MAX_UPLOAD_MB = MAX_UPLOAD_BYTES // (1024 * 1024)
+
+
+@dataclass(frozen=True)
+class Account:
+    """What the advice needs to know about who is calling."""
+
+    web_url: str
+    anonymous: bool
+    user_id: str | None = None
+
+
+def out_of_credits_advice(account: Account) -> str:
+    """PROTOCOL §7, 2001: anonymous users register (binding their work), others top up."""
+    if account.anonymous and account.user_id:
+        return (
+            f"You are out of credits. Register at {account.web_url}/register?bind="
+            f"{account.user_id} to get more credits and keep your work."
+        )
+    if account.anonymous:
+        return f"You are out of credits. Register at {account.web_url}/register to get more."
+    return f"You are out of credits. Top up your account at {account.web_url} to continue."
+
+
+def classify(
+    path: str, status: int, code: int | None, said: str, account: Account
+) -> tuple[type[APIError], str]:
+    """The error class and the advice for one refused call (PROTOCOL §7), by endpoint."""
+    if code in TOKEN_REJECTED_CODES or (code is None and status == 401):
+        return AuthError, _token_advice(account)
+    if code == 1002 or (code is None and status == 404 and "session" in said.lower()):
+        return SessionNotFoundError, (
+            "That session was not found (it may have expired or belong to another account). "
+            "Start a new one with client.create_session() or `%nemo connect`."
+        )
+    credits_said = _CREDIT_WORDS.search(said) is not None
+    if code == 2001 or (status == 402 and (not _is_render_submit(path) or credits_said)):
+        return InsufficientCreditsError, out_of_credits_advice(account)
+    if code == 4001:
+        return UnsupportedFileError, (
+            f"The server does not accept this file type. Accepted types: {ACCEPTED_UPLOADS}."
+        )
+    if code == 4002:
+        return FileTooLargeError, (
+            f"The file is over the {_MAX_UPLOAD_MB} MB limit. Compress it or trim it and upload "
+            "again."
+        )
+    return _by_status(path, status, account)
+
+
+def _is_render_submit(path: str) -> bool:
+    return path.rstrip("/").endswith(RENDER_SUBMIT_PATH)
+
+
+def _token_advice(account: Account) -> str:
+    if account.anonymous:
+        return "The anonymous token was refused even after renewing it."
+    return (
+        f"Your NEMO_TOKEN is invalid or expired. Get a new token at {account.web_url} and set "
+        "NEMO_TOKEN, or unset it to use an anonymous token."
+    )
+
+
+def _by_status(path: str, status: int, account: Account) -> tuple[type[APIError], str]:
+    if status == 400 and path.endswith(ANONYMOUS_TOKEN_PATH):
+        return ClientIdError, (
+            "The server refused the anonymous-token request (the X-Client-Id header). Set "
+            "NEMO_CLIENT_ID to a UUID or delete the client_id file in the config folder so a "
+            "new one is made."
+        )
+    if status == 400:
+        return BadRequestError, "The server refused the request as invalid; it was not retried."
+    if status == 402:
+        return ExportBlockedError, (
+            "Your plan does not allow exporting on the server (this is not about credits). "
+            f"Upgrade at {account.web_url}, or render locally with the embedded emulator "
+            "(`%nemo connect --local`)."
+        )
+    if status == 403:
+        return ScopeError, (
+            "The token lacks a permission (scope) needed for this call; retrying will not "
+            "help. Use a token with read, write and upload scopes."
+        )
+    if status == 429:
+        return RateLimitError, (
+            "The server is rate limiting requests (waited and retried once). "
+            "Wait a few minutes and try again."
+        )
+    if status >= 500:
+        return ServerError, "The server failed to answer. Try again in a moment."
+    if status == 404:
+        return APIError, "The server has no such resource; is NEMO_API_URL the right server?"
+    return APIError, "The server refused the request."

@@ -1,13 +1,17 @@
-"""Pure parsing of ``/run_sse`` payloads into typed events, and the text merger.
+"""Pure parsing of ``/run_sse`` payloads into typed events, and what a turn makes of them.
 
-One SSE ``data`` payload becomes a tuple of events (:func:`parse_sse_data`). Two wire shapes are
-understood: Google ADK events (``content.parts`` with ``text`` / ``functionCall`` /
-``functionResponse``, ``partial``, ``turnComplete``, ``actions.stateDelta``, ``errorCode``) and the
-older ``{"type": "text" | "tool_call" | "tool_result" | "heartbeat", ...}`` frames. Bad input from
-the server never raises: what cannot be understood is skipped.
+One SSE ``data`` payload becomes a tuple of events (:func:`parse_sse_data`; many at once:
+:func:`parse_sse_batch`). Two wire shapes are understood: Google ADK events (``content.parts``
+with ``text`` / ``functionCall`` / ``functionResponse``, ``partial``, ``turnComplete``,
+``actions.stateDelta``, ``errorCode``) and the older ``{"type": "text" | "tool_call" |
+"tool_result" | "heartbeat", ...}`` frames. Bad input from the server never raises, and is never
+dropped unseen: a payload that is not a JSON object is an :class:`Unparsed` event (or a
+:class:`StreamError` when it looks like an error frame); fields of the wrong type are skipped.
 
-:class:`TextMerger` turns streamed text chunks into what a person should see, showing the
-non-partial aggregate that ADK sends after the partial chunks only once.
+For a turn: :class:`TextMerger` turns text chunks into what a person should see (ADK repeats
+streamed text in a final aggregate); :class:`ToolCallTracker` tells a repeated tool call from a
+new one (progressive streaming sends each call twice); :func:`question_from_call` reads the
+agent's clarifying question out of an ``ask_question`` call.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -23,6 +27,7 @@ __all__ = [
     "MAX_PAYLOAD_CHARS",
     "Event",
     "Heartbeat",
+    "Question",
     "Recovering",
     "SSEDataDecoder",
     "StateDelta",
@@ -32,15 +37,18 @@ __all__ = [
     "TextDelta",
     "TextMerger",
     "ToolCall",
+    "ToolCallTracker",
     "ToolResult",
     "TurnComplete",
+    "Unparsed",
     "parse_event",
     "parse_sse_batch",
     "parse_sse_data",
+    "question_from_call",
     "tool_status",
 ]
 
-#: Payloads longer than this are skipped rather than decoded (a sane ceiling for one event).
+#: Payloads longer than this are not decoded (a sane ceiling for one event): they are Unparsed.
 MAX_PAYLOAD_CHARS = 32 * 1024 * 1024
 
 _REPR_TEXT_LIMIT = 40
@@ -138,6 +146,18 @@ class TurnComplete:
     """The event said ``turnComplete: true`` (the stream closing is what really ends a turn)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Unparsed:
+    """A payload that is not a JSON object (or is too big to decode): count it and log it.
+
+    ``size`` is its length in characters; ``preview`` its first characters (at most 80), with
+    control and other unprintable characters removed so it is safe in a log line.
+    """
+
+    size: int
+    preview: str
+
+
 # ------------------------------------------------------------------- events made by the client
 
 
@@ -149,6 +169,24 @@ class TextDelta:
 
     def __repr__(self) -> str:
         return f"TextDelta({_short_text(self.text)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Question:
+    """The agent asked the person something (an ``ask_question`` call): show it as its words.
+
+    ``options`` are the choices to offer, in order (empty for an open question); the person's
+    next message is the answer. See :func:`question_from_call`.
+    """
+
+    text: str
+    options: tuple[str, ...] = ()
+    call_id: str | None = None
+
+    def __repr__(self) -> str:
+        options = f", options={len(self.options)}" if self.options else ""
+        call_id = f", call_id={self.call_id!r}" if self.call_id is not None else ""
+        return f"Question({_short_text(self.text)}{options}{call_id})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +211,9 @@ Event = Union[  # noqa: UP007 (a runtime alias; keeps the one-name-per-line layo
     Heartbeat,
     StreamError,
     TurnComplete,
+    Unparsed,
     TextDelta,
+    Question,
     StillWorking,
     Recovering,
 ]
@@ -186,17 +226,19 @@ _TURN_COMPLETE = TurnComplete()
 
 
 def parse_sse_data(data: str) -> tuple[Event, ...]:
-    """Parse one SSE ``data`` payload. Empty data is a heartbeat; undecodable data gives ``()``."""
+    """Parse one SSE ``data`` payload. Empty data is a heartbeat; data that is not a JSON object
+    is :class:`Unparsed`, or a :class:`StreamError` when it looks like an error frame."""
     if not isinstance(data, str):
         return ()
     if not data or data.isspace():
         return _HEARTBEAT_ONLY
     if len(data) > MAX_PAYLOAD_CHARS:
-        return ()
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError):
-        return ()
+        return (_unparsed(data),)
+    obj = _loads(data)
+    if obj is _UNDECODABLE:
+        return (_undecodable(data),)
+    if type(obj) is not dict:
+        return (_unparsed(data),)
     return parse_event(obj)
 
 
@@ -346,6 +388,8 @@ def _parse_typed(kind: str, obj: dict[str, Any]) -> tuple[Event, ...]:
     event: Event | None = None
     if kind == "text":
         text = obj.get("content")
+        if not isinstance(text, str):
+            text = obj.get("text")
         if isinstance(text, str) and text:
             # These frames carry no aggregate, so each one is a streamed piece of one message.
             partial = obj.get("partial")
@@ -373,24 +417,23 @@ def parse_sse_batch(payloads: list[str]) -> list[Event]:
     events: list[Event] = []
     append = events.append
     pending: list[str] = []  # texts of consecutive partial chunks, not yet appended
-    loads = json.loads
+    decode = _fast_loads()
     for data in payloads:
-        text = _partial_text_of_payload(data)
-        if text is not None:
-            pending.append(text)
-            continue
-        if not data or len(data) > MAX_PAYLOAD_CHARS or data.isspace():
-            parsed = parse_sse_data(data)
-        else:
+        parsed: tuple[Event, ...] | None = None
+        if data and len(data) <= MAX_PAYLOAD_CHARS:
             try:
-                obj = loads(data)
-            except (ValueError, RecursionError):
-                continue
-            text = _partial_text(obj) if type(obj) is dict else None
-            if text is not None:
-                pending.append(text)
-                continue
-            parsed = parse_event(obj)
+                obj = decode(data)
+            except (ValueError, RecursionError, UnicodeEncodeError):
+                pass  # parse_sse_data tries json.loads, then says what the payload was
+            else:
+                if type(obj) is dict:
+                    text = _partial_text(obj)
+                    if text is not None:
+                        pending.append(text)
+                        continue
+                    parsed = parse_event(obj)
+        if parsed is None:
+            parsed = parse_sse_data(data)
         for event in parsed:
             if type(event) is TextChunk and event.partial:
                 pending.append(event.text)
@@ -409,46 +452,18 @@ def _merged_partial(texts: list[str]) -> TextChunk:
     return chunk
 
 
-# The usual partial-text event, recognised without decoding the whole JSON object: compact
-# JSON (as ADK and the emulator send it), the content object first and holding only one model
-# text part, every other key one of the bookkeeping keys with a plain value, and ADK's
-# ``actions`` with nothing but empty maps. Anything else, including the same event with other
-# spacing, takes the full path, so this only ever agrees with it (a property test checks that).
-_JSON_PLAIN_STRING = r'"[^"\\\x00-\x1f]*"'
-_JSON_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
-_JSON_TEXT = r'"((?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})+)"'
-_BOOKKEEPING_PAIR = (
-    r'(?:"partial":true|"(?:invocationId|author|id)":' + _JSON_PLAIN_STRING
-    + r'|"timestamp":' + _JSON_NUMBER
-    + r'|"actions":\{(?:"[A-Za-z_]+":\{\}(?:,"[A-Za-z_]+":\{\})*)?\})'
-)  # fmt: skip
-_PARTIAL_TEXT_PAYLOAD = re.compile(
-    r'\{"content":\{(?:"parts":\[\{"text":' + _JSON_TEXT + r'\}\](?:,"role":"model")?'
-    + r'|"role":"model","parts":\[\{"text":' + _JSON_TEXT + r'\}\])\}'
-    + r"((?:," + _BOOKKEEPING_PAIR + r")*)\}"
-)  # fmt: skip
-
-
-def _partial_text_of_payload(data: str) -> str | None:
-    """The text of a payload in the usual partial-text shape (see above), else ``None``."""
-    if len(data) > MAX_PAYLOAD_CHARS:
-        return None
-    match = _PARTIAL_TEXT_PAYLOAD.fullmatch(data)
-    if match is None or '"partial":true' not in match[3]:
-        return None
-    text = match[1] if match[1] is not None else match[2]
-    return json.loads('"' + text + '"') if "\\" in text else text
-
-
-_PARTIAL_TEXT_KEYS = frozenset({"content", "partial", "invocationId", "author", "id", "timestamp"})
+# Keys that can make the full parser emit something besides the content's text.
+_EVENT_KEYS = _ERROR_KEYS | {"type", "stateDelta", "state_delta", "turnComplete", "turn_complete"}
 
 
 def _partial_text(obj: dict[str, Any]) -> str | None:
-    """The text of the common ADK partial-text event (one model text part, nothing else);
-    ``None`` for any other shape, which then takes the full path."""
-    if obj.get("partial") is not True or not _PARTIAL_TEXT_KEYS.issuperset(obj):
+    """The text of the usual partial-text event (one model text part, no state change, no
+    error), read without the full parser; ``None`` for any other event, which then takes it."""
+    if obj.get("partial") is not True or not _EVENT_KEYS.isdisjoint(obj):
         return None
-    content = obj["content"]
+    if "actions" in obj and _state_delta(obj) is not None:
+        return None
+    content = obj.get("content")
     if type(content) is not dict or content.get("role") == "user":
         return None
     parts = content.get("parts")
@@ -459,6 +474,69 @@ def _partial_text(obj: dict[str, Any]) -> str | None:
         return None
     text = part.get("text")
     return text if type(text) is str and text else None
+
+
+# ------------------------------------------------------------------------------ JSON decoding
+
+_UNDECODABLE = object()
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_loads() -> Callable[[str], Any]:
+    """msgspec's JSON decoder, imported on first use (it costs ~15 ms of import time); it gives
+    what ``json.loads`` gives, or raises where ``json.loads`` may still succeed (NaN, lone
+    surrogates, numbers beyond a double, nesting beyond its limit)."""
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - a declared dependency; json still works
+        return json.loads
+    return msgspec.json.Decoder().decode
+
+
+def _loads(data: str) -> Any:
+    """``json.loads(data)``, fast, or ``_UNDECODABLE`` (also for nesting too deep to decode)."""
+    try:
+        return _fast_loads()(data)
+    except (ValueError, RecursionError, UnicodeEncodeError):
+        pass
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return _UNDECODABLE
+
+
+_PREVIEW_CHARS = 80
+_ERROR_MESSAGE_CHARS = 2000
+# Older ADK wrote ``f'data: {{"error": "{e}"}}'``, so quotes in the message break the JSON.
+_ERROR_FRAME = re.compile(r"""\s*\{\s*(["'])error\1\s*:\s*(.*)""", re.DOTALL)
+
+
+def _undecodable(data: str) -> StreamError | Unparsed:
+    match = _ERROR_FRAME.match(data[: _ERROR_MESSAGE_CHARS * 2])
+    if match is None:
+        return _unparsed(data)
+    return StreamError(_error_frame_message(match[2]) or "the run failed")
+
+
+def _error_frame_message(rest: str) -> str:
+    """Best effort: the text between the value's quotes, without a trailing ``"}``."""
+    rest = rest.partition(', "error_details"')[0].strip()
+    if rest.endswith("}"):
+        rest = rest[:-1].rstrip()
+    if rest[:1] in ('"', "'"):
+        rest = rest[1:-1] if len(rest) > 1 and rest[-1] == rest[0] else rest[1:]
+    message = _printable(rest).strip()
+    if len(message) > _ERROR_MESSAGE_CHARS:
+        message = message[: _ERROR_MESSAGE_CHARS - 1] + "…"
+    return message
+
+
+def _unparsed(data: str) -> Unparsed:
+    return Unparsed(len(data), _printable(data[: _PREVIEW_CHARS * 4])[:_PREVIEW_CHARS])
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else "".join(char for char in text if char.isprintable())
 
 
 # ------------------------------------------------------------------------------- SSE framing
@@ -633,23 +711,33 @@ def tool_status(name: str) -> str:
 
 
 class TextMerger:
-    """Turns :class:`TextChunk` events into the text to display, each character shown once.
+    """Turns a turn's events into the text to display, each character shown once.
 
-    Partial chunks are shown as they arrive. The non-partial chunk that follows them repeats the
-    whole message: only a tail that extends what was shown is displayed. If the aggregate is not
-    an extension of the shown text (the server rewrote it), it is shown whole after a newline,
-    because what is already on screen cannot be taken back. A non-partial chunk with no partials
-    before it is a whole message. Messages are separated by a blank line (``"\\n\\n"``), which is
-    part of the text returned for the second message. :attr:`text` is always the concatenation of
-    everything :meth:`feed` returned.
+    Feed it every event of the turn (:class:`TextChunk` s show text; a :class:`ToolCall` marks
+    where the agent's words pause for a tool; other events show nothing).
+
+    Partial chunks are shown as they arrive; together they are the open *streamed message*.
+    ADK then sends non-partial chunks that repeat it: whole (one aggregate) or in pieces (an
+    aggregate with text before and after a tool call gives one chunk per text run). So a
+    non-partial chunk is first matched against the part of the streamed message not repeated
+    yet: a chunk that repeats it shows nothing, one that extends it shows only the new tail, and
+    one that disagrees (the server rewrote the text) is shown whole after a newline, because what
+    is already on screen cannot be taken back. A non-partial chunk with nothing left to repeat
+    is a whole message of its own; a partial chunk after a repeat starts a new streamed message.
+    Messages are separated by a blank line (``"\\n\\n"``), and so is text after a tool call
+    within one message, so the three ADK modes (progressive and legacy streaming, no streaming)
+    read the same. :attr:`text` is always the concatenation of everything :meth:`feed` returned.
     """
 
-    __slots__ = ("_current", "_shown", "_text_cache")
+    __slots__ = ("_pause", "_repeated", "_shown", "_streamed", "_streamed_text", "_text_cache")
 
     def __init__(self) -> None:
         self._shown: list[str] = []
-        self._current: list[str] | None = None  # pieces of the open streamed message
         self._text_cache: str | None = ""
+        self._streamed: list[str] | None = None  # raw pieces of the open streamed message
+        self._streamed_text: str | None = None  # their join, once needed
+        self._repeated = 0  # how much of the streamed message the aggregate has repeated
+        self._pause = False  # a tool call came after the last text shown
 
     @property
     def text(self) -> str:
@@ -658,26 +746,50 @@ class TextMerger:
             self._text_cache = "".join(self._shown)
         return self._text_cache
 
-    def feed(self, chunk: TextChunk) -> str:
-        """Take one chunk; return the new text to display (``""`` when nothing is new)."""
-        piece = chunk.text
-        if chunk.partial:
-            if not piece:
-                return ""
-            if self._current is None:
-                self._current = []
-                piece = self._separated(piece)
-            self._current.append(chunk.text)
-            return self._show(piece)
-        current, self._current = self._current, None
-        if current is None:
-            return self._show(self._separated(piece)) if piece else ""
-        streamed = current[0] if len(current) == 1 else "".join(current)
-        if piece.startswith(streamed):
-            return self._show(piece[len(streamed) :])
-        if not piece or streamed.startswith(piece):
+    def feed(self, event: object) -> str:
+        """Take one event; return the new text to display (``""`` when nothing is new)."""
+        if isinstance(event, TextChunk):
+            return self._partial(event.text) if event.partial else self._whole(event.text)
+        if isinstance(event, ToolCall) and self._shown:
+            self._pause = True
+        return ""
+
+    def _partial(self, piece: str) -> str:
+        if not piece:
             return ""
+        streamed = self._streamed
+        if streamed is None or self._repeated:  # none open, or its aggregate has begun
+            streamed = self._streamed = []
+            self._repeated = 0
+            shown = self._separated(piece)
+        else:
+            shown = "\n\n" + piece if self._pause else piece
+        streamed.append(piece)
+        self._streamed_text = None
+        return self._show(shown)
+
+    def _whole(self, piece: str) -> str:
+        streamed = self._streamed_join()
+        rest = streamed[self._repeated :]
+        if not rest:
+            self._streamed = self._streamed_text = None
+            return self._show(self._separated(piece)) if piece else ""
+        if rest.startswith(piece):
+            self._repeated += len(piece)
+            return ""
+        if piece.startswith(rest):
+            self._repeated = len(streamed)
+            return self._show(piece[len(rest) :])
+        self._streamed = self._streamed_text = None
         return self._show("\n" + piece)
+
+    def _streamed_join(self) -> str:
+        if self._streamed is None:
+            return ""
+        if self._streamed_text is None:
+            self._streamed_text = "".join(self._streamed)
+            self._streamed[:] = [self._streamed_text]
+        return self._streamed_text
 
     def _separated(self, piece: str) -> str:
         return "\n\n" + piece if self._shown else piece
@@ -686,7 +798,130 @@ class TextMerger:
         if piece:
             self._shown.append(piece)
             self._text_cache = None
+            self._pause = False
         return piece
 
     def __repr__(self) -> str:
         return f"TextMerger(text={_short_text(self.text)})"
+
+
+# -------------------------------------------------------------------------- tool-call tracker
+
+
+class ToolCallTracker:
+    """Tells a tool call seen for the first time in a turn from a repeat of one.
+
+    ADK's progressive streaming sends each call in a partial event and again in the final
+    aggregate. A call is the same call when it has the same ``call_id``; calls without one are
+    the same when name and arguments are equal (arguments compared as canonical JSON).
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: set[object] = set()
+
+    def first_time(self, call: ToolCall) -> bool:
+        """``True`` the first time this call is seen (and records it), ``False`` after that."""
+        key = _call_key(call)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+    def __repr__(self) -> str:
+        return f"ToolCallTracker(seen={len(self._seen)})"
+
+
+def _call_key(call: ToolCall) -> object:
+    if call.call_id:
+        return ("id", call.call_id)
+    try:
+        args = json.dumps(
+            call.args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr
+        )
+    except (TypeError, ValueError, RecursionError):
+        return object()  # not comparable: every such call counts as new
+    return ("args", call.name, args)
+
+
+# --------------------------------------------------------------------- clarifying questions
+
+_QUESTION_TOOLS = frozenset({"askquestion", "askuser", "askuserquestion"})
+_QUESTION_TEXT_KEYS = ("question", "prompt", "title", "text")
+_OPTION_LIST_KEYS = ("options", "choices")
+_OPTION_LABEL_KEYS = ("label", "text", "value", "title", "name", "id")
+_MAX_QUESTIONS = 10
+_MAX_OPTIONS = 50
+
+
+def question_from_call(call: ToolCall) -> Question | None:
+    """The question of an ``ask_question`` call (also ``askQuestion``, ``ask_user``,
+    ``ask_user_question``); ``None`` for other calls and when no question text is readable.
+
+    The question is read from ``question`` / ``prompt`` / ``title`` / ``text``, and its options
+    from ``options`` / ``choices`` (strings, or objects with a ``label``, ``text`` or ``value``),
+    either flat in the arguments or in the items of ``questions``. Several questions become one
+    text, each followed by its options as a list, and no separate options.
+    """
+    if _compact_name(call.name) not in _QUESTION_TOOLS:
+        return None
+    args = call.args
+    asked = _listed_questions(args.get("questions"))
+    flat = _one_question(args)
+    if not asked:
+        asked = [flat] if flat is not None else []
+    elif len(asked) == 1 and not asked[0][1] and flat is None:
+        asked = [(asked[0][0], _options(args))]  # options given beside ``questions``
+    if not asked:
+        return None
+    if len(asked) == 1:
+        return Question(asked[0][0], asked[0][1], call.call_id)
+    blocks = [text + "".join(f"\n- {option}" for option in options) for text, options in asked]
+    return Question("\n\n".join(blocks), (), call.call_id)
+
+
+def _compact_name(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def _listed_questions(value: object) -> list[tuple[str, tuple[str, ...]]]:
+    items = [value] if isinstance(value, Mapping) else value
+    if not isinstance(items, list):
+        return []
+    asked = []
+    for item in items[:_MAX_QUESTIONS]:
+        question = _one_question(item) if isinstance(item, Mapping) else _label(item, ())
+        if isinstance(question, str):
+            question = (question, ())
+        if question is not None:
+            asked.append(question)
+    return asked
+
+
+def _one_question(item: Mapping[str, Any]) -> tuple[str, tuple[str, ...]] | None:
+    text = _first_text(item, _QUESTION_TEXT_KEYS)
+    return None if text is None else (text, _options(item))
+
+
+def _options(item: Mapping[str, Any]) -> tuple[str, ...]:
+    for key in _OPTION_LIST_KEYS:
+        values = item.get(key)
+        if isinstance(values, list):
+            labels = (_label(value, _OPTION_LABEL_KEYS) for value in values[:_MAX_OPTIONS])
+            return tuple(label for label in labels if label is not None)
+    return ()
+
+
+def _label(value: object, keys: tuple[str, ...]) -> str | None:
+    if isinstance(value, Mapping):
+        return _first_text(value, keys)
+    return _scalar_text(value)
+
+
+def _first_text(item: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        text = _scalar_text(item.get(key))
+        if text is not None:
+            return text
+    return None

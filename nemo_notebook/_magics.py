@@ -8,12 +8,10 @@ notebook run fails loudly.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import shlex
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +25,8 @@ from nemo_notebook._client import raise_for_reply
 from nemo_notebook._display import (
     ChangesView,
     ImageView,
-    LinkView,
     NotebookOutput,
+    NoteView,
     Output,
     ProgressLine,
     ReplyView,
@@ -38,9 +36,21 @@ from nemo_notebook._display import (
     VideoView,
     extract_poster,
     generated_image_urls,
+    media_type,
+    option_lines,
+    unknown_changes_note,
 )
 from nemo_notebook._errors import NemoError, NotebookError
 from nemo_notebook._router import Intent, route
+from nemo_notebook._workflows import (
+    answer_for,
+    claim_link,
+    current_draft,
+    export_file_name,
+    export_format,
+    replaced_line,
+    upload_targets,
+)
 
 __all__ = [
     "CellArgs",
@@ -67,8 +77,8 @@ Usage:
   %nemo connect [URL | --local] [--session NAME]
   %nemo status | tracks [--session NAME]
   %nemo credits
-  %nemo upload PATH|URL [--session NAME]
-  %nemo export [--out FILE] [--embed | --link] [--session NAME]
+  %nemo upload PATH|URL [PATH|URL ...] [--session NAME]   (several: one request)
+  %nemo export [--out FILE] [--format mp4|png|...] [--embed | --link] [--session NAME]
   %nemo history [--session NAME]
   %nemo sessions
   %nemo emulator                 (the handle of the emulator --local started: faults, credits)
@@ -103,19 +113,21 @@ class SessionArgs:
 
 @dataclass(frozen=True)
 class UploadArgs:
-    """``%nemo upload PATH|URL``."""
+    """``%nemo upload PATH|URL [PATH|URL ...]``."""
 
-    target: str
+    targets: tuple[str, ...]
     session: str = DEFAULT_SESSION
 
 
 @dataclass(frozen=True)
 class ExportArgs:
-    """``%nemo export [--out FILE] [--embed | --link]``; ``embed`` None means by size."""
+    """``%nemo export [--out FILE] [--format FMT] [--embed | --link]``; ``embed`` None means by
+    size; ``format`` goes to the server as is (``mp4``, ``png`` for a still, ...)."""
 
     out: str | None = None
     embed: bool | None = None
     session: str = DEFAULT_SESSION
+    format: str = "mp4"
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,7 @@ class CellArgs:
 _SESSION_COMMANDS = ("status", "tracks", "history", "panel")
 _BARE_COMMANDS = ("credits", "sessions", "emulator", "help")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_FORMAT_PATTERN = re.compile(r"^\.?[A-Za-z0-9]{1,10}$")
 
 
 def _split(line: str) -> list[str]:
@@ -215,18 +228,28 @@ def _parse_bare(command: str, rest: list[str]) -> None:
 
 def _parse_upload(command: str, rest: list[str]) -> UploadArgs:
     options, positional = _options(rest, valued=("session",))
-    if len(positional) != 1:
-        raise UsageError(f"%nemo upload takes one PATH or URL.\n{USAGE}")
-    return UploadArgs(target=positional[0], session=_session_name(options))
+    if not positional:
+        raise UsageError(f"%nemo upload takes one or more PATHs or URLs.\n{USAGE}")
+    return UploadArgs(targets=tuple(positional), session=_session_name(options))
 
 
 def _parse_export(command: str, rest: list[str]) -> ExportArgs:
-    options, positional = _options(rest, flags=("embed", "link"), valued=("out", "session"))
+    options, positional = _options(
+        rest, flags=("embed", "link"), valued=("out", "session", "format")
+    )
     _no_positional(command, positional)
     if options.get("embed") and options.get("link"):
         raise UsageError(f"Choose --embed or --link, not both.\n{USAGE}")
     embed = True if options.get("embed") else False if options.get("link") else None
-    return ExportArgs(out=options.get("out"), embed=embed, session=_session_name(options))
+    fmt = str(options.get("format", "mp4"))
+    if not _FORMAT_PATTERN.match(fmt):
+        raise UsageError(f"--format takes a file format such as mp4 or png, not {fmt!r}.")
+    return ExportArgs(
+        out=options.get("out"),
+        embed=embed,
+        session=_session_name(options),
+        format=export_format(fmt),
+    )
 
 
 _LINE_PARSERS: dict[str, Callable[[str, list[str]], Any]] = {
@@ -377,11 +400,12 @@ class Workspace:
             else:
                 self.client = self._make_client(api_url=url, env=self._env)
                 message = f"Connected to {self.client.api_url}{self._token_note()}.\n"
-            self._open_session(session)
+            opened = self._open_session(session)
         except BaseException:
             self.close()
             raise
         self.output.write(message)
+        self._show_claim_link(opened)
         return self.client
 
     def ensure_client(self) -> Any:
@@ -391,15 +415,23 @@ class Workspace:
         return self.client
 
     def session(self, name: str = DEFAULT_SESSION) -> Any:
-        """The named session, created on first use (connecting lazily if needed)."""
+        """The named session, created on first use (connecting lazily if needed) and shown
+        with its claim link; a lost session replaced by the client is told in this output."""
         if self.client is None:
             self.connect(session=name)
         if name not in self.sessions:
-            self._open_session(name)
-        return self.sessions[name]
+            self._show_claim_link(self._open_session(name))
+        session = self.sessions[name]
+        session.on_replaced = self._say_replaced  # whoever uses the session hears of it
+        return session
 
-    def _open_session(self, name: str) -> None:
-        self.sessions[name] = self.client.create_session(language=self.settings.language)
+    def _open_session(self, name: str) -> Any:
+        session = self.client.create_session(language=self.settings.language)
+        self.sessions[name] = session
+        return session
+
+    def _say_replaced(self, old_id: str, new_id: str) -> None:
+        self.output.write(replaced_line(old_id, new_id) + "\n")
 
     def close(self) -> None:
         """Close the client and stop an emulator this workspace started."""
@@ -414,7 +446,9 @@ class Workspace:
                 emulator.stop()
 
     def _make_client(self, **kwargs: Any) -> Any:
-        return self._client_factory(language=self.settings.language, **kwargs)
+        return self._client_factory(
+            language=self.settings.language, recreate_missing_sessions=True, **kwargs
+        )
 
     def _local_env(self) -> dict[str, str]:
         # A local emulator gets its own anonymous token: never send a real token to it.
@@ -443,23 +477,34 @@ class Workspace:
         if decision.intent is Intent.UPLOAD:
             if not decision.argument:
                 raise NotebookError("Say which file to upload: `%nemo upload PATH|URL`.")
-            return self.upload(UploadArgs(target=decision.argument, session=args.session))
+            return self.upload(UploadArgs(targets=(decision.argument,), session=args.session))
         return self.chat(text, args)
 
     def chat(self, text: str, args: CellArgs) -> Any:
-        """One chat turn; returns the client's Reply."""
+        """One chat turn; returns the client's Reply. After the agent asked a question, a
+        bare option number sends that option's label."""
         if not text.strip():
             raise NotebookError("The message is empty: write it in the cell body under %%nemo.")
         session = self.session(args.session)
+        text, answering = answer_for(text, session.pending_question)
+        if answering and not args.quiet:
+            self.output.write(answering + "\n")
         if not args.stream or args.quiet:
             reply = session.send(text)
-            if reply.text and not args.quiet:
-                self.output.write(reply.text.rstrip("\n") + "\n")
+            if not args.quiet:
+                self._write_said(reply)
         else:
             reply = self._stream_turn(session, text)
         if not args.quiet:
             self.show_reply_extras(reply, args.session)
         return reply
+
+    def _write_said(self, reply: Any) -> None:
+        """A reply that was not streamed: its text, and the options of its question."""
+        options = reply.question.options if reply.question is not None else ()
+        said = "\n".join([reply.text.strip(), *option_lines(options)]).strip()
+        if said:
+            self.output.write(said + "\n")
 
     def _stream_turn(self, session: Any, text: str) -> Any:
         sink = StreamSink(self.output.write, rate=self.settings.stream_rate, clock=self._clock)
@@ -490,6 +535,8 @@ class Workspace:
         if reply.silent:
             if reply.changes:
                 self.output.display(ChangesView(tuple(reply.changes)))
+            elif not reply.changes_known:
+                self.output.display(NoteView(unknown_changes_note()))
             else:
                 self.output.write("The agent finished without a reply; the draft did not change.\n")
             if state is not None:
@@ -497,6 +544,8 @@ class Workspace:
                 tracks_shown = True
         self._show_new_images(reply)
         self._follow_actions(reply, name, tracks_shown)
+        if reply.question is not None:
+            self.output.write(_answer_hint(reply.question, name) + "\n")
 
     def _show_new_images(self, reply: Any) -> None:
         before = (
@@ -538,7 +587,9 @@ class Workspace:
 
     def status(self, args: SessionArgs) -> Any:
         """Print the track summary and return the tracks DataFrame (summary in attrs)."""
-        draft = self.session(args.session).state().draft
+        draft, note = current_draft(self.session(args.session))
+        if note:
+            self.output.display(NoteView(note))
         self.output.write(draft.summary() + "\n")
         frame = draft.to_dataframe()
         frame.attrs["caption"] = draft.summary()
@@ -554,27 +605,23 @@ class Workspace:
         return balance
 
     def upload(self, args: UploadArgs) -> tuple[Any, ...]:
-        """Upload a local file or a URL into the session."""
-        session = self.session(args.session)
-        if args.target.startswith(("http://", "https://")):
-            files = session.upload_url(args.target)
-        else:
-            path = Path(args.target).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"No such file to upload: {args.target}")
-            files = session.upload(path)
+        """Upload local files (one request) and URLs (one request) into the session."""
+        files = upload_targets(self.session(args.session), args.targets)
         for uploaded in files:
             self.output.write(f"Uploaded {_describe_upload(uploaded)}.\n")
-        return tuple(files)
+        return files
 
     def export(self, args: ExportArgs) -> Path:
-        """Render, download next to the notebook, show the video and the claim link."""
+        """Render in the asked format, download next to the notebook, show the result and the
+        claim link."""
         session = self.session(args.session)
-        target = Path(args.out) if args.out else self.base_dir / self._next_video_name(args.session)
+        fmt = export_format(args.format)
+        name = self._next_export_name(args.session, fmt) if not args.out else ""
+        target = Path(args.out) if args.out else self.base_dir / name
         progress = ProgressLine(
             self.output.write, rate=self.settings.stream_rate, clock=self._clock
         )
-        job = session.export()
+        job = session.export(format=fmt)
         try:
             job = job.wait(on_progress=progress) or job
         except BaseException:
@@ -584,12 +631,24 @@ class Workspace:
         progress.finish()
         path = Path(job.download(target))
         self.output.write(f"Saved {_shown_path(path, self.base_dir)}\n")
-        self.output.display(self.video_view(path, args.embed))
+        view = self.export_view(path, args.embed)
+        if view is not None:
+            self.output.display(view)
         self._show_claim_link(session)
         return path
 
+    def export_view(self, path: Path, embed: bool | None = None) -> Any:
+        """How a saved export shows: a still as an image, a video as the player; ``None`` for
+        a format a page cannot show (the saved line names the file)."""
+        kind = media_type(path) or ""
+        if kind.startswith("image/"):
+            return ImageView(path.read_bytes(), label=path.name, preview=kind != "image/gif")
+        if kind.startswith("video/"):
+            return self.video_view(path, embed)
+        return None
+
     def video_view(self, path: Path, embed: bool | None = None) -> VideoView:
-        """The inline player for a saved MP4 under the current settings."""
+        """The inline player for a saved video under the current settings."""
         return VideoView(
             path,
             embed_limit_bytes=int(self.settings.embed_limit_mb * 1_000_000),
@@ -599,22 +658,16 @@ class Workspace:
         )
 
     def _show_claim_link(self, session: Any) -> None:
-        try:
-            url = session.claim_url()
-        except NemoError as exc:
-            self.output.write(f"No claim link this time: {exc}\n")
-            return
-        note = "opens this project in NemoVideo; the link is valid for 7 days"
-        if self.emulator is not None:
-            note = "issued by the local emulator, so it opens no real NemoVideo project"
-        elif _is_this_machine(self.client.api_url):
-            note = "issued by a server on this machine, so it opens no real NemoVideo project"
-        self.output.display(LinkView(url, "Claim this project in NemoVideo", note))
+        link = claim_link(session, local_emulator=self.emulator is not None)
+        if isinstance(link, str):
+            self.output.write(link + "\n")
+        else:
+            self.output.display(link)
 
-    def _next_video_name(self, name: str) -> str:
+    def _next_export_name(self, name: str, fmt: str = "mp4") -> str:
         count = self._export_counts.get(name, 0) + 1
         self._export_counts[name] = count
-        return f"nemo-{name}-{count}.mp4"
+        return export_file_name(name, count, fmt)
 
     def history(self, args: SessionArgs) -> None:
         """Print the session's turns."""
@@ -655,8 +708,9 @@ class Workspace:
             language=self.settings.language,
             embed_limit_mb=self.settings.embed_limit_mb,
             base_dir=self.base_dir,
-            next_video_path=lambda: self.base_dir / self._next_video_name(args.session),
+            next_export_path=lambda fmt: self.base_dir / self._next_export_name(args.session, fmt),
             stream_rate=self.settings.stream_rate,
+            local_emulator=self.emulator is not None,
         )
 
 
@@ -667,16 +721,16 @@ def _unshown_tail(full: str, shown: str) -> str:
     return full[len(shown) :] if full.startswith(shown) else ""
 
 
-def _is_this_machine(url: str) -> bool:
-    """A loopback API URL: the embedded emulator (or another local stand-in), not the cloud.
-    (The same rule as the emulator's ``is_loopback_host``, which this layer must not import.)"""
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name such as 127.example.com is not this machine
-        return False
+def _answer_hint(question: Any, name: str) -> str:
+    """How to answer the agent's question from the notebook."""
+    option = "" if name == DEFAULT_SESSION else f" --session {name}"
+    if not question.options:
+        return f"Answer in the next %%nemo{option} cell."
+    example = min(2, len(question.options))
+    return (
+        f"Answer in the next %%nemo{option} cell with an option's number or your own words, "
+        f"e.g. `%%nemo{option}` then `{example}`."
+    )
 
 
 def _one_line(text: str, limit: int = 160) -> str:

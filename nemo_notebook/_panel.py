@@ -25,11 +25,21 @@ from nemo_notebook._display import (
     TurnPrinter,
     generated_image_urls,
     image_mime_type,
-    link_html,
+    media_type,
     percent_of,
+    unknown_changes_note,
 )
 from nemo_notebook._errors import NemoError
 from nemo_notebook._router import Intent, route
+from nemo_notebook._workflows import (
+    answer_for,
+    claim_link,
+    current_draft,
+    export_file_name,
+    export_format,
+    replaced_line,
+    upload_targets,
+)
 
 __all__ = ["Panel"]
 
@@ -57,7 +67,8 @@ class Panel(widgets.VBox):
         embed_limit_mb: float = 10.0,
         stream_rate: float = 10.0,
         base_dir: Path | str | None = None,
-        next_video_path: Callable[[], Path] | None = None,
+        next_export_path: Callable[[str], Path] | None = None,
+        local_emulator: bool = False,
         clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
     ) -> None:
@@ -68,7 +79,8 @@ class Panel(widgets.VBox):
         self.embed_limit_mb = embed_limit_mb
         self._stream_rate = stream_rate
         self._base_dir = Path(base_dir) if base_dir is not None else None
-        self._next_video_path = next_video_path or self._default_video_path
+        self._next_export_path = next_export_path or self._default_export_path
+        self._local_emulator = local_emulator
         self._clock = clock
         self._exports = 0
         self._worker: threading.Thread | None = None
@@ -98,12 +110,14 @@ class Panel(widgets.VBox):
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.export_button = widgets.Button(description="Export", icon="film")
         self.actions_box = widgets.HBox()
+        self.options_box = widgets.HBox()  # the options of the agent's question, as buttons
         self.status = widgets.HTML(value=_status_html("Ready."))
         self.credits_badge = widgets.HTML(value="")
         self.reply_view = widgets.HTML(value="")
         self.tracks_view = widgets.HTML(value="")
         self.media_box = widgets.VBox()
         self.video_box = widgets.VBox()
+        self.claim_view = widgets.HTML(value="")
         self.send_button.on_click(lambda _button: self.submit())
         self.stop_button.on_click(lambda _button: self.stop())
         self.export_button.on_click(lambda _button: self.export())
@@ -117,7 +131,8 @@ class Panel(widgets.VBox):
             "nemo-actions": self.actions_box, "nemo-status": self.status,
             "nemo-credits": self.credits_badge, "nemo-transcript": self.reply_view,
             "nemo-media": self.media_box, "nemo-tracks": self.tracks_view,
-            "nemo-video": self.video_box,
+            "nemo-video": self.video_box, "nemo-options": self.options_box,
+            "nemo-claim": self.claim_view,
         }  # fmt: skip
         for name, widget in hooks.items():
             widget.add_class(name)
@@ -130,9 +145,11 @@ class Panel(widgets.VBox):
             widgets.HBox([buttons, self.actions_box]),
             header,
             self.reply_view,
+            self.options_box,
             self.media_box,
             self.tracks_view,
             self.video_box,
+            self.claim_view,
         ]
 
     # -- what the buttons call -------------------------------------------------------------
@@ -151,8 +168,13 @@ class Panel(widgets.VBox):
         if self.busy:
             self._set_status("Still working on the last request; press Stop first.")
             return False
-        self.prompt.value = ""
+        if text is None:
+            self.prompt.value = ""
         return self._start(self._handle_message, message)
+
+    def answer(self, number: int) -> bool:
+        """Answer the agent's question with its option ``number`` (what its buttons call)."""
+        return self.submit(str(number))
 
     def stop(self) -> None:
         """Stop listening to the running turn; nothing is re-sent."""
@@ -166,12 +188,20 @@ class Panel(widgets.VBox):
         elif self._activity == "export":
             self._set_status("A render cannot be stopped; it finishes on the server.")
 
-    def export(self) -> bool:
-        """Render the draft, save the MP4 next to the notebook and show it."""
+    def export(self, format: str = "mp4") -> bool:
+        """Render the draft (an MP4; ``format="png"`` for a still, or any format the server
+        lists), save it next to the notebook and show it."""
         if self.busy:
             self._set_status("Still working on the last request; press Stop first.")
             return False
-        return self._start(self._export, activity="export")
+        return self._start(self._export, export_format(format), activity="export")
+
+    def upload(self, *targets: str) -> bool:
+        """Upload local files (in one request) and URLs (in one more) into the session."""
+        if self.busy:
+            self._set_status("Still working on the last request; press Stop first.")
+            return False
+        return self._start(self._upload, targets)
 
     def show_tracks(self) -> bool:
         """Refresh the tracks table from the session state."""
@@ -218,7 +248,7 @@ class Panel(widgets.VBox):
         self._busy = busy
         self.send_button.disabled = busy
         self.export_button.disabled = busy
-        for button in self.actions_box.children:
+        for button in (*self.actions_box.children, *self.options_box.children):
             button.disabled = busy
         self.stop_button.disabled = not busy
 
@@ -233,7 +263,7 @@ class Panel(widgets.VBox):
         elif decision.intent is Intent.STATUS:
             self._refresh_tracks()
         elif decision.intent is Intent.UPLOAD:
-            self._upload(decision.argument)
+            self._upload((decision.argument,) if decision.argument else ())
         else:
             self._run_turn(text)
 
@@ -242,15 +272,24 @@ class Panel(widgets.VBox):
             if self._client is None:
                 from nemo_notebook._client import NemoClient
 
-                self._client = NemoClient(language=self._language)
+                self._client = NemoClient(language=self._language, recreate_missing_sessions=True)
             self._session = self._client.create_session(language=self._language)
             self._append(f"Connected to {self._client.api_url}.\n")
+            self._show_claim_link(self._session)
             self._refresh_credits()
+        self._session.on_replaced = self._say_replaced  # whoever uses the session hears of it
         return self._session
+
+    def _say_replaced(self, old_id: str, new_id: str) -> None:
+        self._append(replaced_line(old_id, new_id) + "\n")
 
     def _run_turn(self, text: str) -> None:
         session = self._ensure_session()
         self._append(f"\n› {text}\n")
+        self.options_box.children = ()  # the next message answers the question, whatever it is
+        text, answering = answer_for(text, session.pending_question)
+        if answering:
+            self._append(answering + "\n")
         self._set_status("Working…")
         sink = StreamSink(self._append, rate=self._stream_rate, clock=self._clock)
         printer = TurnPrinter(sink)
@@ -279,14 +318,27 @@ class Panel(widgets.VBox):
     def _show_reply(self, reply: Any) -> None:
         self.last_reply = reply
         if reply.silent:
-            changes = reply.changes or ("the draft did not change",)
-            self._append("".join(f"· {line}\n" for line in changes))
+            self._append("".join(f"· {line}\n" for line in _silent_turn_lines(reply)))
         if reply.state is not None:
             self.tracks_view.value = TracksTable(reply.state.draft).to_html()
         self._show_new_images(reply)
         self._set_actions(tuple(reply.actions))
         self._refresh_credits()
-        self._set_status("Done.")
+        if reply.question is not None:
+            self._show_question(reply.question)
+        else:
+            self._set_status("Done.")
+
+    def _show_question(self, question: Any) -> None:
+        """The options as buttons that send the answer; typing an answer works too."""
+        buttons = []
+        for number, option in enumerate(question.options, 1):
+            button = widgets.Button(description=option, tooltip=f"Answer: {option}")
+            button.on_click(lambda _button, n=number: self.answer(n))
+            buttons.append(button)
+        self.options_box.children = tuple(buttons)
+        hint = "pick an answer below or type one" if buttons else "type your answer"
+        self._set_status(f"The agent asked a question: {hint}.")
 
     def _show_new_images(self, reply: Any) -> None:
         before = reply.state_before.generated_media if reply.state_before else None
@@ -323,9 +375,9 @@ class Panel(widgets.VBox):
         return handle
 
     def _refresh_tracks(self) -> None:
-        draft = self._ensure_session().state().draft
+        draft, note = current_draft(self._ensure_session())
         self.tracks_view.value = TracksTable(draft).to_html()
-        self._set_status(draft.summary())
+        self._set_status(f"{draft.summary()} ({note})" if note else draft.summary())
 
     def _refresh_credits(self) -> None:
         if self._client is None and self._session is None:
@@ -338,56 +390,54 @@ class Panel(widgets.VBox):
             return
         self.credits_badge.value = _badge_html(f"{balance.available} credits")
 
-    def _upload(self, target: str | None) -> None:
-        if not target:
+    def _upload(self, targets: tuple[str, ...]) -> None:
+        if not targets:
             self._set_status("Say which file or URL to upload, e.g. “upload photo.png”.")
             return
-        session = self._ensure_session()
-        if target.startswith(("http://", "https://")):
-            files = session.upload_url(target)
-        else:
-            files = session.upload(Path(target).expanduser())
+        files = upload_targets(self._ensure_session(), targets)
         names = ", ".join(uploaded.filename for uploaded in files)
         self._append(f"· uploaded {names}\n")
         self._set_status(f"Uploaded {names}.")
 
-    def _export(self) -> None:
+    def _export(self, fmt: str = "mp4") -> None:
         session = self._ensure_session()
         self._set_status("Rendering…   0%")
-        job = session.export()
+        job = session.export(format=fmt)
         job = job.wait(on_progress=self._show_progress) or job
-        path = Path(job.download(self._next_video_path()))
+        path = Path(job.download(self._next_export_path(fmt)))
         self.last_video = path
-        self.video_box.children = (self._player(path), widgets.HTML(self._claim_link_html(session)))
+        self.video_box.children = (self._player(path),)
+        self._show_claim_link(session)
         self._set_status(f"Saved {path.name}.")
 
     def _player(self, path: Path) -> Any:
-        if path.stat().st_size >= self.embed_limit_mb * 1_000_000:
-            note = (
-                f"Saved {path.name}; it is too large to play here, open it from the file browser."
-            )
+        """A still as an image, a video as the player (with its MIME type), else a note."""
+        kind = media_type(path) or ""
+        too_large = path.stat().st_size >= self.embed_limit_mb * 1_000_000
+        if not kind or too_large:
+            why = "it is too large to show here" if kind else "this format does not play here"
+            note = f"Saved {path.name}; {why}, open it from the file browser."
             return widgets.HTML(value=f"<span>{html.escape(note)}</span>")
-        return widgets.Video(
-            value=path.read_bytes(), format="mp4", autoplay=False, controls=True,
-            layout=widgets.Layout(max_width="100%"),
+        major, subtype = kind.split("/", 1)
+        widget = widgets.Image if major == "image" else widgets.Video
+        options = {} if major == "image" else {"autoplay": False, "controls": True}
+        return widget(
+            value=path.read_bytes(), format=subtype, layout=widgets.Layout(max_width="100%"),
+            **options,
         )  # fmt: skip
 
     def _show_progress(self, fraction: float) -> None:
         self._set_status(f"Rendering… {percent_of(fraction):3d}%")
 
-    def _claim_link_html(self, session: Any) -> str:
-        try:
-            url = session.claim_url()
-        except NemoError as exc:
-            return f"<span>No claim link: {html.escape(str(exc))}</span>"
-        return (
-            link_html(url, "Claim this project in NemoVideo") + " <small>(valid for 7 days)</small>"
-        )
+    def _show_claim_link(self, session: Any) -> None:
+        link = claim_link(session, local_emulator=self._local_emulator)
+        shown = f"<span>{html.escape(link)}</span>" if isinstance(link, str) else link.to_html()
+        self.claim_view.value = shown
 
-    def _default_video_path(self) -> Path:
+    def _default_export_path(self, fmt: str) -> Path:
         self._exports += 1
         base = self._base_dir if self._base_dir is not None else Path.cwd()
-        return base / f"nemo-{self._name}-{self._exports}.mp4"
+        return base / export_file_name(self._name, self._exports, fmt)
 
     # -- text ------------------------------------------------------------------------------
 
@@ -410,6 +460,15 @@ class Panel(widgets.VBox):
             f"<span style='color:#b00020'><b>{html.escape(type(exc).__name__)}</b>: "
             f"{html.escape(message)}</span>"
         )
+
+
+def _silent_turn_lines(reply: Any) -> tuple[str, ...]:
+    """What a turn without text did: its changes, or why they are not known."""
+    if reply.changes:
+        return tuple(reply.changes)
+    if not reply.changes_known:
+        return (unknown_changes_note(),)
+    return ("the draft did not change",)
 
 
 def _status_html(text: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "StreamTranslator",
     "Translation",
     "is_temporary_issue",
+    "numbered_option",
     "route",
     "translate_gui",
 ]
@@ -189,6 +191,20 @@ def route(message: str) -> Route:
         if pattern.fullmatch(lowered):
             return Route(intent)
     return Route(Intent.CHAT)
+
+
+_OPTION_NUMBER = re.compile(r"[#＃(（]?\s*(\d{1,3})\s*[.)）。、]?")
+
+
+def numbered_option(message: str, options: Sequence[str]) -> str | None:
+    """The option a message names by its number alone ("2", "2.", "#2", "（２）"), or None.
+
+    The answer to an agent's question with numbered options (PROTOCOL §8): anything but a bare
+    number of one of the options is an answer in the person's own words.
+    """
+    match = _OPTION_NUMBER.fullmatch(message.strip()) if isinstance(message, str) else None
+    number = int(match.group(1)) if match else 0
+    return options[number - 1] if 1 <= number <= len(options) else None
 
 
 # ------------------------------------------------------------------------- GUI translation

@@ -146,7 +146,7 @@ def test_error_frame_raises_with_the_partial_reply():
 def test_out_of_credits_frame_points_to_registration():
     backend = FakeBackend(turn=script(sse({"error": "Insufficient credits: 20 needed, 5 left"})))
     client = make_client(backend)
-    with pytest.raises(InsufficientCreditsError, match=r"/\?bind=anon_1"):
+    with pytest.raises(InsufficientCreditsError, match=r"/register\?bind=anon_1"):
         client.create_session().send("generate a video")
 
 

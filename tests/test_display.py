@@ -12,6 +12,7 @@ from nemo_notebook._display import (
     ChangesView,
     ImageView,
     LinkView,
+    NoteView,
     ProgressLine,
     ReplyView,
     StreamSink,
@@ -21,11 +22,14 @@ from nemo_notebook._display import (
     extract_poster,
     generated_image_urls,
     image_mime_type,
+    media_type,
+    option_lines,
     relative_src,
 )
 from nemo_notebook._draft import Draft
 from nemo_notebook._events import (
     Heartbeat,
+    Question,
     Recovering,
     StillWorking,
     TextDelta,
@@ -180,6 +184,22 @@ def test_turn_printer_shows_text_and_human_status_never_json() -> None:
     assert printer.shown_text == "Making it. Here it is."
 
 
+def test_a_question_reads_as_the_agents_words_then_its_numbered_options() -> None:
+    recorder = Recorder()
+    printer = TurnPrinter(StreamSink(recorder, rate=0))
+    question = Question("Which aspect ratio?", ("16:9 landscape", "9:16 portrait"), "call_9")
+    for event in (TextDelta("Sure."), TextDelta("\n\nWhich aspect ratio?"), question):
+        printer.handle(event)
+    printer.handle(TextDelta(" Either works."))
+    printer.close()
+    assert recorder.text == (
+        "Sure.\n\nWhich aspect ratio?\n1. 16:9 landscape\n2. 9:16 portrait\nEither works.\n"
+    )
+    assert "· " not in recorder.text and "call_9" not in recorder.text
+    assert printer.shown_text == "Sure.\n\nWhich aspect ratio? Either works."
+    assert option_lines(("a", XSS)) == ["1. a", f"2. {XSS}"]
+
+
 # --------------------------------------------------------------------------- progress
 
 
@@ -251,6 +271,24 @@ def test_reply_view_shows_text_and_changes_escaped() -> None:
     assert ReplyView(object()).to_text() == "(no reply and no change)"
 
 
+def test_reply_view_lists_the_options_and_notes_unknown_changes() -> None:
+    class AskingReply:
+        text = "Which one?"
+        changes = ()
+        question = Question("Which one?", ("16:9", XSS), "c")
+        changes_known = False
+
+    view = ReplyView(AskingReply())
+    assert view.to_text() == (
+        f"Which one?\n1. 16:9\n2. {XSS}\n"
+        "(What changed in the timeline is unknown: the session state could not be read.)"
+    )
+    rendered = view.to_html()
+    assert "2. &lt;img" in rendered and XSS not in rendered and "nemo-note" in rendered
+    note = NoteView(XSS)._repr_mimebundle_()
+    assert note["text/plain"] == f"({XSS})" and XSS not in note["text/html"]
+
+
 def test_image_view_bundles() -> None:
     png = ImageView(PNG_1x1, label=XSS)
     bundle = png._repr_mimebundle_()
@@ -312,6 +350,25 @@ def test_large_video_is_linked_relative_to_the_notebook(small_mp4: Path) -> None
     assert "poster" not in rendered
     forced = VideoView(small_mp4, embed_limit_bytes=10, embed=True)
     assert forced.embedded
+
+
+def test_exported_media_types_follow_the_format(small_mp4: Path, tmp_path: Path) -> None:
+    kinds = {name: media_type(f"nemo-main-1.{name}") for name in ("png", "JPG", "gif", "webm")}
+    assert kinds == {"png": "image/png", "JPG": "image/jpeg", "gif": "image/gif",
+                     "webm": "video/webm"}  # fmt: skip
+    assert media_type("a.mov") == "video/quicktime" and media_type("a.xyz") is None
+    webm = tmp_path / "clip.webm"
+    webm.write_bytes(small_mp4.read_bytes())
+    rendered = VideoView(webm).to_html()
+    assert 'src="data:video/webm;base64,' in rendered and 'type="video/webm"' in rendered
+    linked = VideoView(webm, embed=False, base_dir=tmp_path, mime_type="video/x-custom")
+    assert 'type="video/x-custom"' in linked.to_html()
+
+
+def test_an_exported_gif_keeps_its_frames() -> None:
+    gif = b"GIF89a" + b"\x00" * 32
+    view = ImageView(gif, label="a.gif", preview=False)
+    assert view.data == gif and view.mime_type == "image/gif"
 
 
 def test_poster_is_none_for_a_broken_file(tmp_path: Path) -> None:

@@ -900,7 +900,7 @@ def test_media_never_serves_hidden_partial_files(server: Any, http: httpx.Client
         ({"id": "bad id!", "draft": {}}, "'id'"),
         ({"id": "render_v1"}, "'draft'"),
         ({"id": "render_v2", "draft": []}, "'draft'"),
-        ({"id": "render_v3", "draft": {}, "output": {"format": "gif"}}, "mp4"),
+        ({"id": "render_v3", "draft": {}, "output": {"format": "avi"}}, "mp4, webm, gif, png"),
         ({"id": "render_v4", "draft": {}, "output": {"quality": "ultra"}}, "quality"),
     ],
 )

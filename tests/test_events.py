@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from nemo_notebook._events import (
     MAX_PAYLOAD_CHARS,
     Heartbeat,
+    Question,
     Recovering,
     SSEDataDecoder,
     StateDelta,
@@ -21,14 +22,16 @@ from nemo_notebook._events import (
     TextDelta,
     TextMerger,
     ToolCall,
+    ToolCallTracker,
     ToolResult,
     TurnComplete,
+    Unparsed,
     parse_event,
     parse_sse_batch,
     parse_sse_data,
+    question_from_call,
     tool_status,
 )
-from nemo_notebook._events import _partial_text_of_payload as partial_text_of_payload
 
 PROTOCOL_EXAMPLE = (
     '{"content":{"parts":[{"functionCall":{"id":"call_7","name":"generate_image","args":'
@@ -174,6 +177,13 @@ def test_older_shape_frames() -> None:
     assert parse_sse_data('{"type":"done"}') == (TurnComplete(),)
 
 
+def test_older_text_frame_may_carry_its_text_under_text() -> None:
+    assert parse_sse_data('{"type":"text","text":"Hi"}') == (TextChunk("Hi", partial=True),)
+    assert parse_event({"type": "text", "text": "Whole", "partial": False}) == (TextChunk("Whole"),)
+    assert parse_event({"type": "text", "content": "C", "text": "T"}) == (TextChunk("C", True),)
+    assert parse_event({"type": "text", "text": ""}) == ()
+
+
 def test_older_text_frame_honours_an_explicit_partial_flag() -> None:
     assert parse_event({"type": "text", "content": "Whole", "partial": False}) == (
         TextChunk("Whole"),
@@ -203,17 +213,55 @@ def test_empty_data_is_a_heartbeat(data: str) -> None:
         "42",
         "null",
         "NaN",
+        "[DONE]",
         "[" * 100_000,
         '{"a":' * 50_000,
     ],
 )
-def test_malformed_or_non_object_json_is_skipped(data: str) -> None:
-    assert parse_sse_data(data) == ()
+def test_a_payload_that_is_not_a_json_object_is_unparsed_not_dropped(data: str) -> None:
+    (event,) = parse_sse_data(data)
+    assert isinstance(event, Unparsed)
+    assert event.size == len(data)
+    assert event.preview == data[:80]
+    assert parse_sse_batch([data]) == [event]
 
 
-def test_oversized_payload_is_skipped_without_decoding() -> None:
+def test_oversized_payload_is_unparsed_without_decoding() -> None:
     data = '{"type":"text","content":"' + "x" * MAX_PAYLOAD_CHARS + '"}'
-    assert parse_sse_data(data) == ()
+    assert parse_sse_data(data) == (Unparsed(len(data), data[:80]),)
+    assert parse_sse_batch([data]) == [Unparsed(len(data), data[:80])]
+
+
+def test_unparsed_preview_is_short_and_has_no_control_characters() -> None:
+    data = "\x1b[31m<html>\r\n\t<body>\u202e" + "y" * 500
+    (event,) = parse_sse_data(data)
+    assert event == Unparsed(len(data), ("[31m<html><body>" + "y" * 80)[:80])
+    assert len(repr(event)) < 150
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ('{"error": "Tool failed: "quota" exceeded"}', 'Tool failed: "quota" exceeded'),
+        ('{"error": "cannot read \'draft\': KeyError \\x"}', "cannot read 'draft': KeyError \\x"),
+        ('  {"error":"unterminated', "unterminated"),
+        ("{'error': 'python repr'}", "python repr"),
+        ('{"error": "RuntimeError: bad "q"", "error_details": {"x": 1', 'RuntimeError: bad "q"'),
+        ('{"error": }', "the run failed"),
+    ],
+)
+def test_an_error_frame_that_is_not_json_is_still_an_error(data: str, message: str) -> None:
+    assert parse_sse_data(data) == (StreamError(message),)
+    assert parse_sse_batch([data]) == [StreamError(message)]
+
+
+def test_unparsed_payloads_keep_their_place_between_text_chunks() -> None:
+    payloads = [adk({"text": "A"}, partial=True), "<oops>", adk({"text": "B"}, partial=True)]
+    assert parse_sse_batch(payloads) == [
+        TextChunk("A", partial=True),
+        Unparsed(6, "<oops>"),
+        TextChunk("B", partial=True),
+    ]
 
 
 def test_non_string_data_is_skipped() -> None:
@@ -404,6 +452,177 @@ def test_merger_text_is_everything_returned() -> None:
     assert "".join(feed_all(merger, *chunks)) == merger.text
 
 
+def test_text_around_a_call_in_one_progressive_response_shows_once() -> None:
+    """ADK's progressive streaming: partial "A", the call, partial "B", then the aggregate
+    repeats all three (as one TextChunk per text run)."""
+    merger = TextMerger()
+    call = ToolCall("generate_image", {"prompt": "x"}, "adk-1")
+    wire = [TextChunk("A", True), call, TextChunk("B", True), TextChunk("A"), call, TextChunk("B")]
+    assert feed_all(merger, *wire) == ["A", "", "\n\nB", "", "", ""]
+    assert merger.text == "A\n\nB"
+
+
+def test_the_three_adk_modes_read_the_same() -> None:
+    call, result = ToolCall("generate_image", {}, "adk-1"), ToolResult("generate_image", {})
+    progressive = [
+        *(TextChunk("Sure. ", True), TextChunk("Now.", True), call, TextChunk("It takes ", True)),
+        *(
+            TextChunk("a minute.", True),
+            TextChunk("Sure. Now."),
+            call,
+            TextChunk("It takes a minute."),
+        ),
+        *(result, TextChunk("Done", True), TextChunk("!", True), TextChunk("Done!")),
+    ]
+    legacy = [
+        *(TextChunk("Sure. ", True), TextChunk("Now.", True), TextChunk("Sure. Now."), call),
+        *(result, TextChunk("It takes ", True), TextChunk("a minute.", True)),
+        *(TextChunk("It takes a minute."), TextChunk("Done", True), TextChunk("Done!")),
+    ]
+    whole = [TextChunk("Sure. Now."), call, TextChunk("It takes a minute."), result]
+    whole.append(TextChunk("Done!"))
+    texts = set()
+    for events in (progressive, legacy, whole):
+        merger = TextMerger()
+        assert "".join(merger.feed(event) for event in events) == merger.text
+        texts.add(merger.text)
+    assert texts == {"Sure. Now.\n\nIt takes a minute.\n\nDone!"}
+
+
+def test_without_the_call_text_around_it_is_still_shown_once() -> None:
+    merger = TextMerger()
+    chunks = [TextChunk("A", True), TextChunk("B", True), TextChunk("A"), TextChunk("B")]
+    assert feed_all(merger, *chunks) == ["A", "B", "", ""]
+
+
+def test_a_call_before_any_text_adds_no_blank_line() -> None:
+    merger = TextMerger()
+    assert merger.feed(ToolCall("trim")) == ""
+    assert merger.feed(TextChunk("Trimmed.", True)) == "Trimmed."
+    assert merger.feed(TextChunk("Trimmed.")) == ""
+
+
+def test_the_merger_ignores_events_without_text() -> None:
+    merger = TextMerger()
+    for event in (Heartbeat(), StateDelta({"k": 1}), ToolResult("x"), TurnComplete(), None):
+        assert merger.feed(event) == ""
+    assert merger.text == ""
+
+
+# ------------------------------------------------------------------------- tool-call tracker
+
+
+def test_a_call_repeated_in_the_aggregate_is_recorded_once() -> None:
+    tracker = ToolCallTracker()
+    partial = ToolCall("generate_image", {"prompt": "a"}, "adk-1")
+    assert tracker.first_time(partial)
+    assert not tracker.first_time(ToolCall("generate_image", {"prompt": "a"}, "adk-1"))
+    assert tracker.first_time(ToolCall("generate_image", {"prompt": "a"}, "adk-2"))
+
+
+def test_calls_without_an_id_are_the_same_when_name_and_args_are() -> None:
+    tracker = ToolCallTracker()
+    assert tracker.first_time(ToolCall("add_music", {"mood": "lofi", "volume": 0.35}))
+    assert not tracker.first_time(ToolCall("add_music", {"volume": 0.35, "mood": "lofi"}))
+    assert tracker.first_time(ToolCall("add_music", {"mood": "jazz", "volume": 0.35}))
+    assert tracker.first_time(ToolCall("add_title", {"mood": "lofi", "volume": 0.35}))
+    assert tracker.first_time(ToolCall("add_music", {"mood": "lofi"}, ""))  # "" is no id
+
+
+def test_the_tracker_takes_any_arguments() -> None:
+    deep: object = 1
+    for _ in range(100_000):
+        deep = [deep]
+    tracker = ToolCallTracker()
+    odd = {"nan": float("nan"), "set": {1}, 3: "int key", "deep": deep}
+    assert tracker.first_time(ToolCall("x", odd))
+    assert tracker.first_time(ToolCall("x", {"deep": deep}))
+    assert tracker.first_time(ToolCall("x", {"v": float("nan")}))
+    assert not tracker.first_time(ToolCall("x", {"v": float("nan")}))
+
+
+# ------------------------------------------------------------------------------- questions
+
+
+def ask(args: dict, name: str = "ask_question", call_id: str | None = "c1") -> Question | None:
+    return question_from_call(ToolCall(name, args, call_id))
+
+
+@pytest.mark.parametrize("name", ["ask_question", "askQuestion", "ASK_USER", "ask_user_question"])
+def test_question_tools_by_any_of_their_names(name: str) -> None:
+    assert ask({"question": "Which ratio?"}, name) == Question("Which ratio?", (), "c1")
+
+
+def test_other_tools_are_not_questions() -> None:
+    assert ask({"question": "x"}, "generate_image") is None
+    assert ask({"question": "x"}, "ask") is None
+
+
+@pytest.mark.parametrize("key", ["question", "prompt", "title", "text"])
+def test_flat_question_with_string_options(key: str) -> None:
+    args = {key: " Which ratio? ", "options": ["16:9", " 9:16 ", "", 1]}
+    assert ask(args) == Question("Which ratio?", ("16:9", "9:16", "1"), "c1")
+
+
+def test_options_as_objects_or_under_choices() -> None:
+    options = [
+        {"id": "landscape", "label": "16:9 landscape"},
+        {"value": "portrait", "label": "9:16 portrait"},
+        {"text": "1:1 square"},
+        {"value": "4:3"},
+        {"id": "only-id"},
+        {"nothing": "readable"},
+        None,
+    ]
+    expected = ("16:9 landscape", "9:16 portrait", "1:1 square", "4:3", "only-id")
+    assert ask({"prompt": "Ratio?", "options": options}) == Question("Ratio?", expected, "c1")
+    assert ask({"prompt": "Ratio?", "choices": options}) == Question("Ratio?", expected, "c1")
+
+
+def test_question_inside_questions() -> None:
+    args = {"questions": [{"question": "Which ratio?", "options": [{"id": "a", "label": "16:9"}]}]}
+    assert ask(args) == Question("Which ratio?", ("16:9",), "c1")
+    assert ask({"questions": {"title": "Mood?"}}) == Question("Mood?", (), "c1")
+    assert ask({"questions": ["Mood?"], "options": ["calm"]}) == Question("Mood?", ("calm",), "c1")
+
+
+def test_several_questions_become_one_text_with_their_options() -> None:
+    args = {
+        "questions": [
+            {"question": "Which ratio?", "options": ["16:9", "9:16"]},
+            {"header": "no text here"},
+            {"prompt": "Any music?"},
+            "Title text?",
+        ]
+    }
+    assert ask(args) == Question(
+        "Which ratio?\n- 16:9\n- 9:16\n\nAny music?\n\nTitle text?", (), "c1"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {},
+        {"question": ""},
+        {"question": None},
+        {"question": True},
+        {"question": {"nested": 1}},
+        {"questions": []},
+        {"questions": [{"x": 1}]},
+        {"questions": "text"},
+        {"options": ["a"]},
+    ],
+)
+def test_nothing_readable_is_no_question(args: dict) -> None:
+    assert ask(args) is None
+
+
+def test_question_repr_is_short() -> None:
+    question = Question("x" * 1000, tuple(str(i) for i in range(100)), "c1")
+    assert len(repr(question)) < 100
+
+
 # ------------------------------------------------------------------- SSE framing and batches
 
 
@@ -542,14 +761,12 @@ ADK_PARTIAL = compact(
 
 
 @pytest.mark.parametrize("ensure_ascii", [False, True])
-def test_usual_partial_events_skip_the_json_decoder(ensure_ascii: bool) -> None:
-    """ADK's and the emulator's partial-text events are read without decoding the object."""
+def test_usual_partial_events_are_text_chunks(ensure_ascii: bool) -> None:
     payload = compact(json.loads(ADK_PARTIAL), ensure_ascii=ensure_ascii)
-    assert partial_text_of_payload(payload) == 'Hello \u00e9\n"q" 城市'
-    emulator_order = compact(
-        {"content": {"role": "model", "parts": [{"text": "Hi"}]}, "partial": True, "id": "x"}
-    )
-    assert partial_text_of_payload(emulator_order) == "Hi"
+    expected = [TextChunk('Hello \u00e9\n"q" 城市', partial=True)]
+    assert parse_sse_batch([payload]) == expected == list(parse_sse_data(payload))
+    spaced = json.dumps(json.loads(ADK_PARTIAL))
+    assert parse_sse_batch([spaced]) == expected
 
 
 @pytest.mark.parametrize(
@@ -570,8 +787,7 @@ def test_usual_partial_events_skip_the_json_decoder(ensure_ascii: bool) -> None:
         compact({"content": {"parts": [{"text": "a"}, {"text": "b"}]}, "partial": True}),
     ],
 )
-def test_other_shapes_take_the_full_parser(payload: str) -> None:
-    assert partial_text_of_payload(payload) is None
+def test_near_miss_shapes_parse_as_the_full_parser_does(payload: str) -> None:
     assert parse_sse_batch([payload]) == list(parse_sse_data(payload))
 
 

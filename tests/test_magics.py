@@ -20,10 +20,23 @@ from IPython.utils.capture import CapturedIO, capture_output
 from PIL import Image
 
 from nemo_notebook._client import Reply
-from nemo_notebook._display import ChangesView, ImageView, TracksTable
+from nemo_notebook._display import (
+    ChangesView,
+    ImageView,
+    LinkView,
+    NoteView,
+    TracksTable,
+    VideoView,
+)
 from nemo_notebook._draft import SessionState
-from nemo_notebook._errors import AuthError, NemoError, NotebookError, NothingToExportError
-from nemo_notebook._events import TextDelta, ToolCall
+from nemo_notebook._errors import (
+    AuthError,
+    BadRequestError,
+    NemoError,
+    NotebookError,
+    NothingToExportError,
+)
+from nemo_notebook._events import Question, TextDelta, ToolCall
 from nemo_notebook._magics import (
     CellArgs,
     ConnectArgs,
@@ -96,7 +109,16 @@ def connected(shell: InteractiveShell, emulator: Any) -> InteractiveShell:
     with capture_output() as cap:
         shell.run_line_magic("nemo", f"connect {emulator.url}")
     assert cap.stdout == f"Connected to {emulator.url} (anonymous token).\n"
+    assert_claim_link(cap, "issued by a server on this machine")
     return shell
+
+
+def assert_claim_link(cap: CapturedIO, note: str) -> None:
+    """The session's claim link was shown once, as a link with the note about where it leads."""
+    (link,) = cap.outputs
+    assert link.data["text/plain"].startswith("Claim this project in NemoVideo: https://")
+    assert "/workspace/claim?ct=clm_" in link.data["text/html"]
+    assert note in link.data["text/html"] and note in link.data["text/plain"]
 
 
 def line(ip: InteractiveShell, text: str) -> tuple[Any, CapturedIO]:
@@ -130,10 +152,13 @@ def magics_of(ip: InteractiveShell) -> NemoMagics:
         ("connect http://h:1 --session b", ("connect", ConnectArgs("http://h:1", session="b"))),
         ("status", ("status", SessionArgs())),
         ("tracks --session=b", ("tracks", SessionArgs("b"))),
-        ("upload 'my photo.png'", ("upload", UploadArgs("my photo.png"))),
+        ("upload 'my photo.png'", ("upload", UploadArgs(("my photo.png",)))),
+        ("upload a.png https://h/b.jpg", ("upload", UploadArgs(("a.png", "https://h/b.jpg")))),
         ("export", ("export", ExportArgs())),
         ("export --out a.mp4 --link", ("export", ExportArgs("a.mp4", embed=False))),
         ("export --embed --session x", ("export", ExportArgs(embed=True, session="x"))),
+        ("export --format png", ("export", ExportArgs(format="png"))),
+        ("export --format=.WebM", ("export", ExportArgs(format="webm"))),
         ("credits", ("credits", None)),
         ("sessions", ("sessions", None)),
         ("", ("help", None)),
@@ -152,8 +177,11 @@ def test_parse_line(text: str, expected: tuple[str, Any]) -> None:
         "connect ftp://h",
         "connect a b",
         "upload",
-        "upload a b",
+        "upload --session s",
         "export --embed --link",
+        "export --format",
+        "export --format 'a b'",
+        "export --format ../x",
         "export --out",
         "export extra",
         "status --bogus",
@@ -163,7 +191,7 @@ def test_parse_line(text: str, expected: tuple[str, Any]) -> None:
     ],
 )
 def test_parse_line_rejects_with_usage(text: str) -> None:
-    with pytest.raises(UsageError, match=r"Usage|Session names|must start"):
+    with pytest.raises(UsageError, match=r"Usage|Session names|must start|file format"):
         parse_line(text)
 
 
@@ -230,7 +258,8 @@ def test_config_magic_sets_traits(shell: InteractiveShell) -> None:
 
 def test_help(shell: InteractiveShell) -> None:
     _, cap = line(shell, "help")
-    assert "%nemo export [--out FILE] [--embed | --link]" in cap.stdout
+    assert "%nemo export [--out FILE] [--format mp4|png|...] [--embed | --link]" in cap.stdout
+    assert "%nemo upload PATH|URL [PATH|URL ...]" in cap.stdout
 
 
 # --------------------------------------------------------------------------- against the emulator
@@ -243,6 +272,7 @@ def test_lazy_connect_says_where_and_runs_a_streamed_turn(
     result, cap = cell(shell, "", CITY)
     assert result is None
     assert cap.stdout.startswith(f"Connected to {emulator.url} (anonymous token).\n")
+    assert "/workspace/claim?ct=" in cap.outputs[0].data["text/html"]  # the lazy connect's link
     reply = shell.user_ns["_nemo"]
     assert isinstance(reply, Reply) and reply.text
     shown = words(without_status_lines(cap.stdout.split("\n", 1)[1]))
@@ -344,7 +374,8 @@ def test_panel_command_shares_the_session(connected: InteractiveShell) -> None:
     assert isinstance(panel, nemo_notebook.Panel) and nemo_notebook.Panel is Panel
     workspace = magics_of(connected).workspace
     assert panel._session is workspace.sessions["side"]
-    assert panel._next_video_path() == workspace.base_dir / "nemo-side-1.mp4"
+    assert panel._next_export_path("mp4") == workspace.base_dir / "nemo-side-1.mp4"
+    assert panel._next_export_path("png") == workspace.base_dir / "nemo-side-2.png"
 
 
 def test_credits_line(connected: InteractiveShell) -> None:
@@ -391,6 +422,68 @@ def test_export_plays_inline_with_claim_link(connected: InteractiveShell, tmp_pa
     assert not magics_of(connected).workspace.video_view(saved).embedded
 
 
+def test_upload_several_files_and_urls_one_request_each(
+    connected: InteractiveShell, emulator: Any, tmp_path: Path
+) -> None:
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(PNG_1x1)
+    session = magics_of(connected).workspace.sessions["main"]
+    upload_path = f"/api/upload-video/nemo_agent/me/{session.id}"
+    before = emulator.faults.count("POST", upload_path)
+    _, cap = line(connected, f"upload {tmp_path / 'a.png'} {tmp_path / 'b.png'}")
+    assert emulator.faults.count("POST", upload_path) == before + 1
+    assert [row.split(" ")[1] for row in cap.stdout.splitlines()] == ["a.png", "b.png"]
+    cell(connected, "", CITY)
+    media = session.state().generated_media
+    urls = [m["url"] for m in media if str(m.get("url", "")).endswith(".png")][:1] * 2
+    before = emulator.faults.count("POST", upload_path)
+    _, cap = line(connected, "upload " + " ".join(urls))
+    assert emulator.faults.count("POST", upload_path) == before + 1
+    assert len(cap.stdout.splitlines()) == 2
+    with pytest.raises(FileNotFoundError, match=r"missing\.png"):
+        line(connected, f"upload {tmp_path / 'a.png'} {tmp_path / 'missing.png'}")
+    assert emulator.faults.count("POST", upload_path) == before + 1  # nothing was sent
+
+
+def test_a_format_the_server_refuses_is_one_short_message(connected: InteractiveShell) -> None:
+    cell(connected, "", CITY)
+    with capture_output() as cap:
+        result = connected.run_cell("%nemo export --format xyz")
+    assert isinstance(result.error_in_exec, BadRequestError)
+    assert "Server said:" in cap.stdout and "HTTP 400" in cap.stdout
+    assert "Traceback" not in cap.stdout and len(cap.stdout.strip().splitlines()) == 1
+    assert not list(Path.cwd().glob("nemo-main-*"))
+
+
+def test_a_failing_claim_call_is_one_line_and_keeps_the_connection(
+    shell: InteractiveShell, emulator: Any
+) -> None:
+    emulator.faults.fail_requests(1, status=500, path_prefix="/api/auth/claim-token")
+    try:
+        _, cap = line(shell, f"connect {emulator.url}")
+    finally:
+        emulator.faults.reset()
+    first, claim = cap.stdout.splitlines()
+    assert first == f"Connected to {emulator.url} (anonymous token)."
+    assert claim.startswith("No claim link this time: ") and cap.outputs == []
+    _, cap = line(shell, "credits")
+    assert cap.stdout.startswith("Credits: ")
+
+
+def test_a_lost_session_continues_in_a_new_one_and_says_so(connected: InteractiveShell) -> None:
+    from nemo_notebook._workflows import replaced_line
+
+    session = magics_of(connected).workspace.sessions["main"]
+    assert session.client.recreate_missing_sessions
+    lost = session.id = "9" * 19  # a session the server does not know (expired or removed)
+    _, cap = cell(connected, "", CITY)
+    assert session.id != lost
+    assert cap.stdout.startswith(replaced_line(lost, session.id) + "\n")
+    assert "not found on the server" in cap.stdout and "earlier timeline" in cap.stdout
+    assert connected.user_ns["_nemo"].text
+    assert magics_of(connected).workspace.sessions["main"] is session
+
+
 def test_routed_export_before_anything_fails_loudly(connected: InteractiveShell) -> None:
     with pytest.raises(NothingToExportError, match="Generate something first"):
         cell(connected, "", "export the video")
@@ -421,9 +514,10 @@ def test_failures_show_name_and_message_not_internal_frames(connected: Interacti
     ],
 )
 def test_a_server_on_this_machine_is_told_apart_from_the_cloud(url: str, local: bool) -> None:
-    from nemo_notebook._magics import _is_this_machine
+    from nemo_notebook._workflows import claim_note, is_this_machine
 
-    assert _is_this_machine(url) is local
+    assert is_this_machine(url) is local
+    assert ("no real NemoVideo project" in claim_note(url)) is local
 
 
 def test_emulator_handle_needs_a_local_emulator(connected: InteractiveShell) -> None:
@@ -475,6 +569,7 @@ def test_connect_local_starts_an_emulator(shell: InteractiveShell) -> None:
     handle = workspace.emulator
     assert result is None and handle is not None
     assert cap.stdout.startswith(f"Started the local emulator; connected to {handle.url}.")
+    assert_claim_link(cap, "issued by the local emulator, so it opens no real NemoVideo project")
     _, cap = line(shell, "credits")
     assert cap.stdout.startswith("Credits: 100 available")
     server, _ = line(shell, "emulator")  # its handle: faults and credits for the notebook
@@ -540,11 +635,44 @@ class ScriptedSession:
         self.id = "1234"
         self.history: tuple[Any, ...] = ()
         self.streams: list[ScriptedStream] = []
+        self.sent: list[str] = []
+        self.pending_question: Question | None = None
+        self.exports: list[str] = []
         self._script = (events, reply, interrupt_after)
 
     def stream(self, text: str) -> ScriptedStream:
+        self.sent.append(text)
         self.streams.append(ScriptedStream(*self._script))
         return self.streams[-1]
+
+    def send(self, text: str) -> Reply:
+        with self.stream(text) as stream:
+            for _event in stream:
+                pass
+        assert stream.reply is not None
+        return stream.reply
+
+    def export(self, quality: str = "high", format: str = "mp4") -> ScriptedJob:
+        self.exports.append(format)
+        return ScriptedJob(format)
+
+    def claim_url(self) -> str:
+        return "https://nemovideo.com/workspace/claim?ct=clm_scripted"
+
+
+SCRIPTED_EXPORTS = {"png": PNG_1x1, "webm": b"\x1aE\xdf\xa3 not a real webm"}
+
+
+class ScriptedJob:
+    def __init__(self, fmt: str) -> None:
+        self.format = fmt
+
+    def wait(self, on_progress: Any = None) -> ScriptedJob:
+        return self
+
+    def download(self, path: Path) -> Path:
+        path.write_bytes(SCRIPTED_EXPORTS.get(self.format, b"data"))
+        return path
 
 
 class ScriptedClient:
@@ -622,6 +750,92 @@ def test_interrupt_closes_the_stream_and_says_what_to_do() -> None:
     assert len(session.streams) == 1  # never re-sent
     assert output.text.startswith("Working\n· ")
     assert output.text.endswith("Run `%nemo status` to see what it did.\n")
+
+
+ASPECT = Question(
+    "Which aspect ratio should the video use?", ("16:9 landscape", "9:16 portrait"), "call_1"
+)
+
+
+def asking_session() -> ScriptedSession:
+    reply = Reply("m", ASPECT.text, question=ASPECT)
+    return ScriptedSession([TextDelta(ASPECT.text), ASPECT], reply)
+
+
+def test_a_question_shows_its_options_and_how_to_answer() -> None:
+    workspace, output = scripted_workspace(asking_session())
+    workspace.chat("make a video of the sea", CellArgs())
+    assert output.text == (
+        "Which aspect ratio should the video use?\n"
+        "1. 16:9 landscape\n"
+        "2. 9:16 portrait\n"
+        "Answer in the next %%nemo cell with an option's number or your own words, "
+        "e.g. `%%nemo` then `2`.\n"
+    )
+    workspace, output = scripted_workspace(asking_session())  # not streamed: the same words
+    workspace.chat("make a video of the sea", CellArgs(stream=False))
+    assert output.text.startswith(
+        "Which aspect ratio should the video use?\n1. 16:9 landscape\n2. 9:16 portrait\n"
+    )
+
+
+def test_a_number_answers_the_pending_question_anything_else_goes_as_typed() -> None:
+    session = asking_session()
+    workspace, output = scripted_workspace(session)
+    session.pending_question = ASPECT
+    workspace.chat(" 2 ", CellArgs())
+    assert session.sent == ["9:16 portrait"]
+    assert output.text.startswith("· answering: 9:16 portrait\n")
+    for typed in ("3", "square, please", "1 and 2"):
+        output.text = ""
+        workspace.chat(typed, CellArgs())
+        assert session.sent[-1] == typed and "answering" not in output.text
+    session.pending_question = None
+    workspace.chat("1", CellArgs())
+    assert session.sent[-1] == "1"
+
+
+@pytest.mark.parametrize(
+    ("typed", "sent"),
+    [("2", "9:16 portrait"), ("2.", "9:16 portrait"), ("#1", "16:9 landscape"),
+     ("（２）", "9:16 portrait"), ("0", "0"), ("12", "12"), ("2 please", "2 please"),
+     ("9:16 portrait", "9:16 portrait")],
+)  # fmt: skip
+def test_answer_for_takes_a_bare_option_number_only(typed: str, sent: str) -> None:
+    from nemo_notebook._workflows import answer_for
+
+    message, said = answer_for(typed, ASPECT)
+    assert message == sent
+    assert said == (f"· answering: {sent}" if sent != typed else None)
+    assert answer_for("2", None) == ("2", None)
+
+
+def test_a_silent_turn_with_unknown_changes_says_so_instead_of_no_change() -> None:
+    reply = Reply("m", "", changes_known=False)
+    workspace, output = scripted_workspace(ScriptedSession([], reply))
+    workspace.chat("tighten the cut", CellArgs())
+    assert "did not change" not in output.text
+    (note,) = output.shown
+    assert isinstance(note, NoteView) and "could not be read" in note.text
+    assert "nemo-note" in note.to_html()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "view", "mime"), [("png", ImageView, "image/png"), ("webm", VideoView, "video/webm")]
+)
+def test_export_formats_name_the_file_and_show_it_by_kind(
+    tmp_path: Path, fmt: str, view: type, mime: str
+) -> None:
+    session = asking_session()
+    workspace, output = scripted_workspace(session)
+    workspace._base_dir = tmp_path
+    path = workspace.export(ExportArgs(format=fmt))
+    assert path == tmp_path / f"nemo-main-1.{fmt}" and path.is_file()
+    assert session.exports == [fmt]
+    shown, link = output.shown
+    assert isinstance(shown, view) and shown.mime_type == mime
+    assert isinstance(link, LinkView) and "valid for 7 days" in link.note
+    assert workspace.export(ExportArgs()).name == "nemo-main-2.mp4"
 
 
 def test_empty_message_is_refused() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,8 +14,9 @@ import pytest
 from nemo_notebook._client import NemoClient, Reply
 from nemo_notebook._draft import SessionState
 from nemo_notebook._errors import NemoError, ServerError
-from nemo_notebook._events import TextDelta, ToolCall
+from nemo_notebook._events import Question, TextDelta, ToolCall
 from nemo_notebook._panel import STOPPED_STATUS, Panel
+from nemo_notebook._workflows import replaced_line
 
 CITY = "generate a realistic image of a futuristic city at night"
 XSS = "<img src=x onerror=alert(1)>"
@@ -41,6 +43,7 @@ def all_html(panel: Panel) -> str:
     parts = [panel.status.value, panel.credits_badge.value, panel.reply_view.value]
     parts += [panel.tracks_view.value]
     parts += [child.value for child in panel.video_box.children if isinstance(child, widgets.HTML)]
+    parts += [panel.claim_view.value]
     return "\n".join(parts)
 
 
@@ -48,8 +51,14 @@ def all_html(panel: Panel) -> str:
 
 
 class ScriptedStream:
-    def __init__(self, events: list[Any], reply: Reply | None, fail: Exception | None) -> None:
-        self.events, self._reply, self.fail = events, reply, fail
+    def __init__(
+        self,
+        events: list[Any],
+        reply: Reply | None,
+        fail: Exception | None,
+        gate: threading.Event | None = None,
+    ) -> None:
+        self.events, self._reply, self.fail, self.gate = events, reply, fail, gate
         self.reply: Reply | None = None
 
     def __enter__(self) -> ScriptedStream:
@@ -63,6 +72,8 @@ class ScriptedStream:
 
     def __iter__(self) -> Iterator[Any]:
         yield from self.events
+        if self.gate is not None:
+            assert self.gate.wait(10)
         if self.fail is not None:
             raise self.fail
         self.reply = self._reply
@@ -85,10 +96,15 @@ class ScriptedSession:
         self.client = ScriptedClient()
         self.script = (events, reply, fail)
         self.sent: list[str] = []
+        self.pending_question: Question | None = None
+        self.gate: threading.Event | None = None
+        self.known_state: SessionState | None = None
 
     def stream(self, text: str) -> ScriptedStream:
         self.sent.append(text)
-        return ScriptedStream(*self.script)
+        stream = ScriptedStream(*self.script, gate=self.gate)
+        self.pending_question = self.script[1].question if self.script[1] else None
+        return stream
 
     def state(self) -> SessionState:
         raise ServerError("state is down", status=500)
@@ -141,6 +157,66 @@ def test_scripted_turn_escapes_and_turns_actions_into_buttons() -> None:
     assert panel.last_reply is reply
 
 
+ASPECT = Question("Which aspect ratio?", ("16:9 landscape", "9:16 portrait"), "call_1")
+
+
+def test_a_question_becomes_buttons_that_send_the_answer() -> None:
+    reply = Reply("m", ASPECT.text, question=ASPECT)
+    session = ScriptedSession([TextDelta(ASPECT.text), ASPECT], reply)
+    panel = Panel(session=session)
+    panel.submit("make a video of the sea")
+    assert panel.wait(10)
+    assert "Which aspect ratio?\n1. 16:9 landscape\n2. 9:16 portrait\n" in panel.transcript
+    buttons = panel.options_box.children
+    assert [button.description for button in buttons] == ["16:9 landscape", "9:16 portrait"]
+    assert "asked a question" in panel.status.value
+    assert "nemo-options" in panel.options_box._dom_classes
+    session.gate = threading.Event()  # the answer's turn runs until the gate opens
+    buttons[1].click()
+    assert wait_until(lambda: len(session.sent) == 2)
+    assert session.sent[-1] == "9:16 portrait"
+    assert all(button.disabled for button in buttons)  # while the answer's turn runs
+    assert panel.options_box.children == ()  # gone once answered
+    session.gate.set()
+    assert panel.wait(10)
+    assert "› 2\n· answering: 9:16 portrait\n" in panel.transcript
+    session.gate = None
+    panel.prompt.value = "1"  # typing the number works as well
+    panel.submit()
+    assert panel.wait(10) and session.sent[-1] == "16:9 landscape"
+    panel.submit("something else entirely")
+    assert panel.wait(10) and session.sent[-1] == "something else entirely"
+
+
+def test_option_buttons_are_disabled_while_a_turn_runs() -> None:
+    panel = Panel(session=ScriptedSession([]))
+    panel._show_question(ASPECT)
+    panel._set_busy(True)
+    assert all(button.disabled for button in panel.options_box.children)
+    panel._set_busy(False)
+    assert not any(button.disabled for button in panel.options_box.children)
+
+
+def test_a_silent_turn_with_unknown_changes_says_so() -> None:
+    panel = Panel(session=ScriptedSession([], Reply("m", "", changes_known=False)))
+    panel.submit("tighten the cut")
+    assert panel.wait(10)
+    assert "· What changed in the timeline is unknown" in panel.transcript
+    assert "did not change" not in panel.transcript
+
+
+def test_exported_stills_and_videos_show_by_kind(tmp_path: Path) -> None:
+    panel = Panel(session=ScriptedSession([]), base_dir=tmp_path)
+    still, clip, other = tmp_path / "a.png", tmp_path / "a.webm", tmp_path / "a.xyz"
+    for path in (still, clip, other):
+        path.write_bytes(b"\x89PNG\r\n\x1a\n")
+    image, video, note = (panel._player(path) for path in (still, clip, other))
+    assert isinstance(image, widgets.Image) and image.format == "png"
+    assert isinstance(video, widgets.Video) and video.format == "webm"
+    assert isinstance(note, widgets.HTML) and "does not play here" in note.value
+    assert panel._next_export_path("png") == tmp_path / "nemo-panel-1.png"
+
+
 def test_errors_show_in_the_panel_and_buttons_come_back() -> None:
     failure = ServerError(f"boom {XSS}", status=500)
     panel = Panel(session=ScriptedSession([TextDelta("partial")], fail=failure))
@@ -180,6 +256,9 @@ def test_panel_turn_and_export_against_the_emulator(
     shown = [line for line in panel.transcript.split("\n") if not line.startswith("· ")]
     assert " ".join(reply.text.split()) in " ".join(" ".join(shown).split())
     assert panel.transcript.startswith(f"Connected to {client.api_url}.\n")
+    assert "/workspace/claim?ct=" in panel.claim_view.value  # right after the session started
+    assert "a server on this machine" in panel.claim_view.value
+    first_claim = panel.claim_view.value
     assert "<caption>Timeline (" in panel.tracks_view.value
     assert panel.credits_badge.value.endswith(" credits</span>")
     assert [type(child) for child in panel.media_box.children] == [widgets.Image]
@@ -189,11 +268,87 @@ def test_panel_turn_and_export_against_the_emulator(
     assert_idle(panel)
     assert panel.last_error is None, panel.last_error
     assert panel.last_video == tmp_path / "nemo-panel-1.mp4"
-    player, link = panel.video_box.children
+    (player,) = panel.video_box.children
     assert isinstance(player, widgets.Video) and player.value[4:8] == b"ftyp"
-    assert "/workspace/claim?ct=" in link.value
+    assert player.format == "mp4"
+    assert "/workspace/claim?ct=" in panel.claim_view.value
+    assert panel.claim_view.value != first_claim  # a fresh link delivered with the video
     assert "Saved nemo-panel-1.mp4." in panel.status.value
     assert "nmv_usr_" not in all_html(panel) + panel.transcript
+
+
+def test_panel_uploads_several_files_in_one_request(
+    client: NemoClient, emulator: Any, tmp_path: Path
+) -> None:
+    png = bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c63f8cf80c00f0004850180848a9c2100000000"
+        "49454e44ae426082"
+    )
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    for path in paths:
+        path.write_bytes(png)
+    panel = Panel(client=client)
+    panel.show_tracks()  # connect first
+    assert panel.wait(30)
+    upload_path = f"/api/upload-video/nemo_agent/me/{panel._session.id}"
+    assert panel.upload(*map(str, paths))
+    assert panel.wait(30)
+    assert panel.last_error is None, panel.last_error
+    assert emulator.faults.count("POST", upload_path) == 1
+    assert "· uploaded a.png, b.png" in panel.transcript
+
+
+def test_a_lost_session_is_replaced_and_said_in_the_panel(client: NemoClient) -> None:
+    client.recreate_missing_sessions = True  # as the magics' client and the panel's own are
+    panel = Panel(client=client)
+    panel.show_tracks()
+    assert panel.wait(30)
+    lost = panel._session.id = "9" * 19
+    panel.submit("add a title 'Back Again'")
+    assert panel.wait(60)
+    assert panel.last_error is None, panel.last_error
+    assert replaced_line(lost, panel._session.id) in panel.transcript
+
+
+def test_a_panel_of_its_own_replaces_lost_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[dict[str, Any]] = []
+
+    class Recorded:
+        api_url = "http://127.0.0.1:9"
+
+        def __init__(self, **kwargs: Any) -> None:
+            made.append(kwargs)
+
+        def create_session(self, language: str) -> Any:
+            raise ServerError("no server here", status=503)
+
+    monkeypatch.setattr("nemo_notebook._client.NemoClient", Recorded)
+    panel = Panel()
+    panel.submit("hello")
+    assert panel.wait(10)
+    assert made == [{"language": "en", "recreate_missing_sessions": True}]
+
+
+def test_a_question_of_the_agent_answered_with_a_button(client: NemoClient, emulator: Any) -> None:
+    emulator.set_variants("ask-question")  # the first generation request is asked back
+    try:
+        panel = Panel(client=client)
+        panel.submit(CITY + " for 1 second")
+        assert panel.wait(60) and panel.last_error is None, panel.last_error
+        question = panel.last_reply.question
+        assert question is not None and len(question.options) >= 2
+        buttons = panel.options_box.children
+        assert [button.description for button in buttons] == list(question.options)
+        assert question.text in panel.transcript and f"2. {question.options[1]}" in panel.transcript
+        buttons[0].click()
+        assert panel.wait(60) and panel.last_error is None, panel.last_error
+    finally:
+        emulator.set_variants(None)
+    assert f"· answering: {question.options[0]}\n" in panel.transcript
+    assert panel.options_box.children == ()
+    assert panel.last_reply.message == question.options[0] and panel.last_reply.text
+    assert [type(child) for child in panel.media_box.children] == [widgets.Image]
 
 
 def test_routed_messages_in_the_panel(client: NemoClient) -> None:

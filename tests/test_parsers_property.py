@@ -1,8 +1,10 @@
-"""Property tests: the pure parsers never raise and never hang, whatever the server sends."""
+"""Property tests: the pure parsers never raise and never hang, whatever the server sends, and
+every fast path gives exactly what the plain path (``json.loads`` + :func:`parse_event`) gives."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -11,17 +13,24 @@ from hypothesis import strategies as st
 
 from nemo_notebook._draft import DATAFRAME_COLUMNS, Draft, SessionState
 from nemo_notebook._events import (
+    _UNDECODABLE,
+    MAX_PAYLOAD_CHARS,
+    Event,
     Heartbeat,
     StateDelta,
     StreamError,
     TextChunk,
     TextMerger,
     ToolCall,
+    ToolCallTracker,
     ToolResult,
     TurnComplete,
+    Unparsed,
     parse_event,
+    parse_sse_batch,
     parse_sse_data,
 )
+from nemo_notebook._events import _loads as fast_loads
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,7 +40,10 @@ FAST = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-PARSED_TYPES = (TextChunk, ToolCall, ToolResult, StateDelta, Heartbeat, StreamError, TurnComplete)
+PARSED_TYPES = (
+    *(TextChunk, ToolCall, ToolResult, StateDelta, Heartbeat, StreamError, TurnComplete),
+    Unparsed,
+)
 
 # ------------------------------------------------------------------------------ strategies
 
@@ -164,6 +176,73 @@ draft_dicts = partial_dicts(
 drafts = st.one_of(draft_dicts, json_values)
 
 
+# The shape a stock google-adk 2.x api_server writes (tests/fixtures/adk): a few more keys, in
+# its order or any other, with uuid ids and float timestamps.
+_uuid = st.builds(lambda: str(uuid.uuid4()))
+_empty_actions = st.just(
+    {
+        "stateDelta": {},
+        "artifactDelta": {},
+        "requestedAuthConfigs": {},
+        "requestedToolConfirmations": {},
+    }
+)
+_usual_content = st.fixed_dictionaries(  # what the fast path reads: one model text part
+    {
+        "parts": st.lists(
+            st.fixed_dictionaries({"text": st.text(max_size=20)}), min_size=1, max_size=1
+        )
+    },
+    optional={"role": st.just("model")},
+)
+adk2_event = st.fixed_dictionaries(
+    {"content": st.one_of(_usual_content, _usual_content, content)},
+    optional={
+        "modelVersion": st.just("gemini-3-flash"),
+        "partial": st.one_of(st.just(True), maybe(st.booleans())),
+        "finishReason": st.sampled_from(["STOP", "MAX_TOKENS"]),
+        "invocationId": _uuid.map(lambda u: "e-" + u),
+        "author": st.just("nemo_agent"),
+        "actions": st.one_of(_empty_actions, adk_event.map(lambda e: e.get("actions"))),
+        "nodeInfo": st.just({"path": "nemo_agent@1"}),
+        "longRunningToolIds": st.lists(_uuid, max_size=1),
+        "id": _uuid,
+        "timestamp": st.floats(min_value=1e9, max_value=2e9),
+        **dict.fromkeys(["turnComplete", "turn_complete"], st.booleans()),
+        **dict.fromkeys(["errorCode", "error_message", "error", "type"], st.text(max_size=5)),
+        **dict.fromkeys(
+            ["stateDelta", "state_delta"], st.dictionaries(st.text(max_size=3), scalars)
+        ),
+    },
+).flatmap(lambda event: st.permutations(list(event.items())).map(dict))
+any_event = st.one_of(adk2_event, adk_event, typed_event, json_values)
+
+
+@st.composite
+def serialised(draw: st.DrawFn, values: st.SearchStrategy[Any] = any_event) -> str:
+    """An event as a server may write it: compact or spaced, ASCII-escaped or not."""
+    separators = draw(st.sampled_from([(",", ":"), (", ", ": "), (",", ": ")]))
+    return json.dumps(draw(values), separators=separators, ensure_ascii=draw(st.booleans()))
+
+
+@st.composite
+def near_misses(draw: st.DrawFn) -> str:
+    """A serialised event cut short, with a character changed, or sent as invalid UTF-8."""
+    data = draw(serialised())
+    at = draw(st.integers(0, len(data)))
+    how = draw(st.sampled_from(["cut", "insert", "replace", "bytes"]))
+    if how == "cut":
+        return data[:at]
+    if how == "bytes":  # invalid UTF-8 as the client's decoder (errors="replace") or a hostile
+        raw = data.encode()[:at] + draw(st.binary(min_size=1, max_size=4)) + data.encode()[at:]
+        return raw.decode("utf-8", draw(st.sampled_from(["replace", "surrogateescape"])))
+    char = draw(st.sampled_from(list('{}[]",:\\ 0e.-tnu\x00\x1f\ud800\u00a0\ufeff')))
+    return data[:at] + char + data[at + (how == "replace") :]
+
+
+payloads = st.one_of(serialised(), serialised(), near_misses(), st.text(max_size=60))
+
+
 def check_events(result: object) -> None:
     assert isinstance(result, tuple)
     for event in result:
@@ -175,32 +254,90 @@ def check_events(result: object) -> None:
             assert isinstance(event.status, str) and "{" not in event.status
         if isinstance(event, StateDelta):
             assert event.delta
+        if isinstance(event, Unparsed):
+            assert event.size > 0 and len(event.preview) <= 80 and event.preview.isprintable()
+
+
+def plain_parse(data: str) -> list[Event]:
+    """The reference: ``json.loads`` and :func:`parse_event`, no fast path."""
+    if not data or data.isspace():
+        return [Heartbeat()]
+    try:
+        obj = json.loads(data) if len(data) <= MAX_PAYLOAD_CHARS else None
+    except (ValueError, RecursionError):
+        obj = None
+    if type(obj) is dict:
+        return list(parse_event(obj))
+    (event,) = parse_sse_data(data)  # how an undecodable payload is reported is tested apart
+    assert isinstance(event, (Unparsed, StreamError))
+    return [event]
+
+
+def merged_partials(events: list[Event]) -> list[Event]:
+    out: list[Event] = []
+    for event in events:
+        if isinstance(event, TextChunk) and event.partial and out:
+            last = out[-1]
+            if isinstance(last, TextChunk) and last.partial:
+                out[-1] = TextChunk(last.text + event.text, True)
+                continue
+        out.append(event)
+    return out
+
+
+def same(left: list[Event], right: list[Event]) -> bool:
+    return [repr(e) for e in left] == [repr(e) for e in right] and all(  # NaN != NaN
+        type(a) is type(b) for a, b in zip(left, right, strict=True)
+    )
 
 
 # ---------------------------------------------------------------------------------- events
 
 
 @FAST
-@given(events)
+@given(any_event)
 def test_parse_event_never_raises(value: Any) -> None:
     check_events(parse_event(value))
 
 
 @FAST
-@given(events)
-def test_parse_sse_data_of_serialised_events_equals_parse_event(value: Any) -> None:
+@given(any_event)
+def test_parse_sse_data_of_serialised_objects_equals_parse_event(value: Any) -> None:
     data = json.dumps(value)
     result = parse_sse_data(data)
     check_events(result)
-    # NaN never equals itself, so compare the short reprs.
-    assert [repr(event) for event in result] == [
-        repr(event) for event in parse_event(json.loads(data))
-    ]
+    if isinstance(value, dict):
+        assert same(list(result), list(parse_event(json.loads(data))))
+    else:
+        assert result == (Unparsed(len(data), data[:80]),)
+
+
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
+@settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(payloads, serialised(json_values), st.integers().map(str)))
+def test_the_decoder_gives_what_json_loads_gives(data: str) -> None:
+    try:
+        expected = json.loads(data)
+    except (ValueError, RecursionError):
+        assert fast_loads(data) is _UNDECODABLE
+        return
+    got = fast_loads(data)
+    assert repr(got) == repr(expected) and type(got) is type(expected)
+
+
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
+@settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(payloads, max_size=6))
+def test_parse_sse_batch_agrees_with_the_plain_parser(batch: list[str]) -> None:
+    result = parse_sse_batch(batch)
+    expected = merged_partials([event for data in batch for event in plain_parse(data)])
+    assert same(result, expected), batch
+    check_events(tuple(result))
 
 
 @FAST
-@given(events, st.integers(min_value=0, max_value=10_000))
-def test_truncated_lines_are_skipped_or_parsed(value: Any, cut: int) -> None:
+@given(any_event, st.integers(min_value=0, max_value=10_000))
+def test_truncated_lines_are_unparsed_or_parsed(value: Any, cut: int) -> None:
     data = json.dumps(value)
     check_events(parse_sse_data(data[: cut % (len(data) + 1)]))
 
@@ -209,12 +346,13 @@ def test_truncated_lines_are_skipped_or_parsed(value: Any, cut: int) -> None:
 @given(st.text(max_size=200))
 def test_arbitrary_text_never_raises(data: str) -> None:
     check_events(parse_sse_data(data))
+    check_events(tuple(parse_sse_batch([data])))
 
 
 @settings(max_examples=15, deadline=None)
 @given(
     st.integers(min_value=1_000, max_value=200_000),
-    st.sampled_from(["[", '{"a":', '{"content":{"parts":[', "[{"]),
+    st.sampled_from(["[", '{"a":', '{"content":{"parts":[', "[{", '{"content":{"parts":[{"a":']),
     st.booleans(),
 )
 def test_deep_nesting_never_raises(depth: int, opener: str, closed: bool) -> None:
@@ -222,26 +360,36 @@ def test_deep_nesting_never_raises(depth: int, opener: str, closed: bool) -> Non
     if closed:
         data += "1" + "]" * depth
     check_events(parse_sse_data(data))
+    check_events(tuple(parse_sse_batch([data, data])))
 
 
 @settings(max_examples=10, deadline=None)
 @given(st.integers(min_value=100_000, max_value=2_000_000), st.sampled_from(["x", "é", "\n"]))
 def test_huge_strings_are_handled(size: int, char: str) -> None:
     text = char * size
-    result = parse_sse_data(
-        json.dumps({"content": {"role": "model", "parts": [{"text": text}]}, "partial": True})
-    )
-    assert len(result) == 1 and isinstance(result[0], TextChunk)
-    assert len(result[0].text) == size
-    assert len(repr(result[0])) < 200
-    check_events(parse_sse_data('{"type":"text","content":"' + text))  # truncated
+    payload = json.dumps({"content": {"role": "model", "parts": [{"text": text}]}, "partial": True})
+    for result in (parse_sse_data(payload), tuple(parse_sse_batch([payload]))):
+        assert len(result) == 1 and isinstance(result[0], TextChunk)
+        assert len(result[0].text) == size
+        assert len(repr(result[0])) < 200
+    truncated = '{"type":"text","content":"' + text
+    (unparsed,) = parse_sse_data(truncated)
+    assert isinstance(unparsed, Unparsed) and unparsed.size == len(truncated)
+
+
+# ----------------------------------------------------------------------------- text merger
+
+merger_events = st.one_of(
+    st.builds(TextChunk, st.text(max_size=10), st.booleans()),
+    st.sampled_from([ToolCall("generate_image", {}, "c1"), ToolResult("x"), Heartbeat()]),
+)
 
 
 @FAST
-@given(st.lists(st.tuples(st.text(max_size=10), st.booleans()), max_size=20))
-def test_merger_text_is_everything_it_returned(chunks: list[tuple[str, bool]]) -> None:
+@given(st.lists(merger_events, max_size=30))
+def test_merger_text_is_everything_it_returned(events: list[Event]) -> None:
     merger = TextMerger()
-    shown = "".join(merger.feed(TextChunk(text, partial)) for text, partial in chunks)
+    shown = "".join(merger.feed(event) for event in events)
     assert shown == merger.text
 
 
@@ -254,6 +402,66 @@ def test_partials_with_their_aggregate_show_each_message_once(messages: list[lis
             merger.feed(TextChunk(piece, partial=True))
         merger.feed(TextChunk("".join(pieces)))
     assert merger.text == "\n\n".join("".join(pieces) for pieces in messages)
+
+
+# A model response: text runs (each streamed in chunks) and tool calls, in order; no two runs
+# next to each other (ADK joins those into one part). A turn: responses, a tool result between.
+_chunks = st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=4)
+_call_ids = st.integers(0, 10**6).map(lambda n: f"adk-{n}")
+_response = st.lists(st.one_of(_chunks, _call_ids), min_size=1, max_size=5).map(
+    lambda items: [
+        item
+        for index, item in enumerate(items)
+        if not (index and isinstance(item, list) and isinstance(items[index - 1], list))
+    ]
+)
+
+
+def _call(call_id: str) -> ToolCall:
+    return ToolCall("generate_image", {"prompt": "x"}, call_id)
+
+
+def progressive(response: list) -> list[Event]:
+    """ADK's default: everything partial in order, then the aggregate repeats it."""
+    streamed: list[Event] = []
+    for item in response:
+        if isinstance(item, list):
+            streamed += [TextChunk(chunk, True) for chunk in item]
+        else:
+            streamed.append(_call(item))
+    return [*streamed, *whole(response)]
+
+
+def legacy(response: list) -> list[Event]:
+    """``ADK_DISABLE_PROGRESSIVE_SSE_STREAMING``: each run's aggregate right after its chunks."""
+    out: list[Event] = []
+    for item in response:
+        if isinstance(item, list):
+            out += [*(TextChunk(c, True) for c in item), TextChunk("".join(item))]
+        else:
+            out.append(_call(item))
+    return out
+
+
+def whole(response: list) -> list[Event]:
+    """``"streaming": false``: one event per response."""
+    return [TextChunk("".join(i)) if isinstance(i, list) else _call(i) for i in response]
+
+
+@FAST
+@given(st.lists(_response, min_size=1, max_size=4))
+def test_every_adk_mode_shows_each_run_of_text_once_and_the_same(turn: list[list]) -> None:
+    runs = ["".join(item) for response in turn for item in response if isinstance(item, list)]
+    calls = list(dict.fromkeys(i for response in turn for i in response if isinstance(i, str)))
+    for mode in (progressive, legacy, whole):
+        merger, tracker, recorded = TextMerger(), ToolCallTracker(), []
+        for response in turn:
+            for event in [*mode(response), ToolResult("generate_image")]:
+                merger.feed(event)
+                if isinstance(event, ToolCall) and tracker.first_time(event):
+                    recorded.append(event.call_id)
+        assert merger.text == "\n\n".join(runs), mode.__name__
+        assert recorded == calls
 
 
 # ----------------------------------------------------------------------------------- draft

@@ -16,13 +16,14 @@ EXPECTED_PUBLIC_NAMES = {
     "Draft", "Track", "Segment", "SessionState",
     # events
     "Event", "TextChunk", "TextDelta", "ToolCall", "ToolResult", "StateDelta", "Heartbeat",
-    "StreamError", "TurnComplete", "StillWorking", "Recovering",
+    "StreamError", "TurnComplete", "StillWorking", "Recovering", "Question", "Unparsed",
     # errors
     "NemoError", "ConfigError", "ClientClosedError", "TransportError", "APIError", "AuthError",
     "SessionNotFoundError", "InsufficientCreditsError", "UnsupportedFileError",
-    "FileTooLargeError", "ClientIdError", "ExportBlockedError", "ScopeError", "RateLimitError",
+    "FileTooLargeError", "ClientIdError", "BadRequestError", "ExportBlockedError", "ScopeError", "RateLimitError",
     "ServerError", "TurnError", "StreamFailedError", "TurnTimeoutError", "ExportError",
     "NothingToExportError", "ExportInProgressError", "RenderFailedError", "RenderTimeoutError",
+    "CancelNotSupportedError",
     "NotebookError",
     # notebook
     "Panel", "load_ipython_extension", "unload_ipython_extension", "__version__",

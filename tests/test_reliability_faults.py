@@ -259,7 +259,6 @@ def test_a_burst_of_429s_waits_once_per_call_then_says_rate_limited(
 @pytest.mark.parametrize(
     ("status", "path", "action"),
     [
-        (503, "/api/state/", "send"),
         (500, "/api/credits/", "credits"),
         (502, "/api/tasks/", "create_session"),
     ],
@@ -272,21 +271,14 @@ def test_5xx_bursts_elsewhere_surface_as_server_errors(
     path: str,
     action: str,
 ) -> None:
-    session = client.create_session()
-    turns = accepted_turns(emu)
+    calls = {"credits": client.credits, "create_session": client.create_session}
     emu.faults.fail_requests(3, status=status, path_prefix=path)
-    calls = {
-        "send": lambda: session.send("hello"),
-        "credits": client.credits,
-        "create_session": client.create_session,
-    }
     messages = []
     for _ in range(3):
         with pytest.raises(ServerError) as caught:
             calls[action]()
         assert caught.value.status == status
         messages.append(caught.value.message)
-    assert accepted_turns(emu) == turns  # a failed state read stops the turn before its POST
     calls[action]()
     assert_all_settled(emu, client.user_id, client.credits())
     record(
@@ -294,8 +286,27 @@ def test_5xx_bursts_elsewhere_surface_as_server_errors(
         f"burst_{status}_{action}",
         faults=3,
         calls=4,
-        turns_posted=accepted_turns(emu) - turns,
         message=messages[0],
+    )
+
+
+def test_a_5xx_burst_on_the_state_endpoint_never_stops_a_turn(
+    emu: Any, client: NemoClient, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    session = client.create_session()
+    turns = accepted_turns(emu)
+    emu.faults.fail_requests(3, status=503, path_prefix="/api/state/")
+    replies = [session.send("hello") for _ in range(2)]
+    assert accepted_turns(emu) == turns + 2  # each turn posted once, none waited for state
+    assert all(reply.text for reply in replies)
+    assert not replies[0].changes_known  # neither the state before nor after could be read
+    assert_all_settled(emu, client.user_id, client.credits())
+    record(
+        tmp_path_factory,
+        "burst_503_state_send",
+        faults=3,
+        turns_posted=accepted_turns(emu) - turns,
+        changes_known=[reply.changes_known for reply in replies],
     )
 
 
@@ -334,11 +345,8 @@ def test_tokens_expiring_between_turns_are_renewed_for_the_same_user(
     assert client.user_id == user
     assert accepted_turns(emu, turns + 3) == turns + 3
     assert logged(emu, "POST", "/api/auth/anonymous-token", tokens + 3) == tokens + 3
-    rejected = [
-        r for r in emu.requests("GET", f"/api/state/nemo_agent/me/{session.id}/latest")
-        if r.status == 401
-    ]  # fmt: skip
-    assert len(rejected) == 3  # the turn's first call hit the expired token, then was repeated
+    rejected = [r for r in emu.requests("POST", "/run_sse") if r.status == 401]
+    assert len(rejected) == 3  # each turn's POST (its first call) hit the expired token once
     assert_all_settled(emu, user, client.credits())
     record(
         tmp_path_factory,

@@ -8,20 +8,23 @@
         print(emulator.url)                         # http://127.0.0.1:<port>
         emulator.faults.drop_stream_after(3)        # the next chat stream drops after 3 events
         emulator.requests("POST", "/run_sse")       # the request log
+        emulator.set_variants("progressive,state-slow")  # PROTOCOL §8 variants (see .variants)
 
 The heavy dependencies (Starlette, uvicorn, numpy, Pillow) are imported only by :func:`start`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .variants import DEFAULT_STATE_DELAY_S, VARIANTS
 
 if TYPE_CHECKING:
     from .server import EmulatorHandle
 
-__all__ = ["EmulatorHandle", "start"]
+__all__ = ["VARIANTS", "EmulatorHandle", "start"]
 
 
 def start(
@@ -37,6 +40,8 @@ def start(
     heartbeat_interval: float = 5.0,
     log_level: str = "warning",
     agent: Any = None,
+    variant: str | Iterable[str] | None = None,
+    state_delay_s: float = DEFAULT_STATE_DELAY_S,
 ) -> EmulatorHandle:
     """Start an emulator server in a background thread and return its handle.
 
@@ -46,6 +51,9 @@ def start(
     long work take milliseconds); ``heartbeat_interval`` is in unscaled seconds. ``costs``
     overrides the agent's per-tool credit costs (a mapping or an ``agent.ToolCosts``);
     ``agent`` replaces the rule-based agent with any object that has ``run_turn(ctx, message)``.
+    ``variant`` serves PROTOCOL §8 variants (one name, ``"a,b"`` or names; see
+    :data:`nemo_notebook.emulator.variants.VARIANTS`; an unknown name raises ``ValueError``);
+    ``state_delay_s`` is how long ``state-slow`` holds a state read (real seconds).
     Returns once the server accepts connections.
     """
     from .server import start as start_server
@@ -62,6 +70,8 @@ def start(
         heartbeat_interval=heartbeat_interval,
         log_level=log_level,
         agent=agent,
+        variant=variant,
+        state_delay_s=state_delay_s,
     )
 
 

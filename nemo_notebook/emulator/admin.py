@@ -1,5 +1,6 @@
 """The ``/_emulator/`` endpoints tests use to steer the emulator (loopback clients only):
-faults, token expiry, credits, the ledger, the request log, scoped tokens and history."""
+faults, protocol variants, token expiry, credits, the ledger, the request log, scoped tokens,
+history and forgetting a session."""
 
 from __future__ import annotations
 
@@ -29,6 +30,28 @@ class AdminHandlers(Handlers):
             except FaultConfigError as exc:
                 raise bad_request(str(exc)) from exc
         return envelope(self.emu.faults.snapshot())
+
+    async def variants(self, request: Request) -> Response:
+        """``POST {"variants": [...] | "a,b", "state_delay_s": 3}`` switches; GET reads."""
+        self.admin_only(request)
+        if request.method == "POST":
+            body = await read_json_object(request, self.emu.config.max_json_bytes)
+            unknown = set(body) - {"variants", "state_delay_s"}
+            if unknown:
+                raise bad_request(f"unknown keys {sorted(unknown)}; send variants, state_delay_s")
+            names = body.get("variants", self.emu.variants.active)
+            try:
+                self.emu.variants.set(names, state_delay_s=body.get("state_delay_s"))
+            except ValueError as exc:
+                raise bad_request(str(exc)) from exc
+        return envelope(self.emu.variants.snapshot())
+
+    async def forget_session(self, request: Request) -> Response:
+        """``POST {"session_id": ...}``: the session is gone; every call on it is 1002."""
+        self.admin_only(request)
+        body = await read_json_object(request, self.emu.config.max_json_bytes)
+        session_id = required_str(body, "session_id", 64)
+        return envelope({"session_id": session_id, "forgot": self.store.forget_session(session_id)})
 
     async def expire_tokens(self, request: Request) -> Response:
         self.admin_only(request)

@@ -87,6 +87,7 @@ from .agent_protocol import (
     ToolDone,
     TurnContext,
 )
+from .agent_questions import QuestionFlow
 from .agent_texts import TEMPORARY_ISSUE, wording  # noqa: F401  (tests read TEMPORARY_ISSUE)
 from .agent_texts import TEXTS as _TEXTS  # noqa: F401  (tests read the wording)
 from .agent_turn import Turn
@@ -124,7 +125,13 @@ class Agent:
         for work not yet saved.
         """
         msg = Message.read(message, ctx.language or "en")
-        turn = Turn(ctx, msg, self.costs)
+        questions = QuestionFlow.of(ctx)  # the ask-question variant, else None
+        answered = questions.take_answer(msg) if questions else None
+        turn = Turn(ctx, answered[0] if answered else msg, self.costs)
+        if answered:
+            turn.aspect = answered[1]
+        elif questions and questions.should_ask(turn.msg):
+            return (yield from questions.ask(turn))
         yield from self._dispatch(turn)
 
     def _dispatch(self, turn: Turn) -> Iterator[Step]:

@@ -40,7 +40,7 @@ def generate(turn: Turn, video: bool) -> Iterator[Step]:
         VIDEO_DURATION_MS if video else IMAGE_DURATION_MS
     )
     duration = min(max(duration, 1000), MAX_DURATION_MS)
-    ratio = (
+    ratio = turn.aspect or (
         parse_aspect(turn.msg.plain)
         if re.search(r"\d+\s*[:：]\s*\d+|vertical|horizontal|竖|横", turn.msg.plain)
         else None

@@ -93,6 +93,7 @@ class Turn:
         self.costs = costs
         self.state = _normalized_state(ctx.load_state())
         self.seed = choice_seed(self.state["draft"])
+        self.aspect: str | None = None  # chosen in answer to a question (ask-question variant)
         self._calls = 0
 
     @property

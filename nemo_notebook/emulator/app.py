@@ -12,11 +12,14 @@ the turn (it still finishes, saves its state and settles its credits once).
 
 The handlers live with what they serve: ``turns`` (``/run_sse``), ``uploads``, ``render_jobs``
 (and the render worker), ``admin`` (``/_emulator/``), ``openapi``; ``envelope`` has the
-envelope and error answers and ``handlers`` the authentication they share.
+envelope and error answers and ``handlers`` the authentication they share. ``variants`` holds
+the protocol variants the server is switched to (PROTOCOL §8); each is handled where the
+answer it changes is made (the state variants here, in :meth:`Routes.state`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import re
 import secrets
@@ -54,6 +57,7 @@ from .render_jobs import RenderHandlers, RenderWorker
 from .store import RateLimited, Store, iso_utc
 from .turns import ChatHandlers, text_chunks
 from .uploads import SUPPORTED_UPLOAD_TYPES, UploadHandlers
+from .variants import DEFAULT_STATE_DELAY_S, ActiveVariants, VariantSwitch
 
 __all__ = [
     "MAX_JSON_BYTES",
@@ -85,6 +89,8 @@ class EmulatorConfig:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_json_bytes: int = MAX_JSON_BYTES
     agent: Any = None  # an object with run_turn(ctx, message); default: the rule-based agent
+    variants: Any = None  # a name, "a,b" or names (variants.VARIANTS); None: the default
+    state_delay_s: float = DEFAULT_STATE_DELAY_S  # how long the state-slow variant waits
 
 
 class Emulator:
@@ -96,6 +102,7 @@ class Emulator:
         self.media_dir = self.data_dir / "media"
         self.media_dir.mkdir(parents=True, exist_ok=True)
         self.faults = faults or Faults(config.time_scale)
+        self.variants = VariantSwitch(config.variants, config.state_delay_s)
         self.store = Store(
             self.data_dir / "emulator.sqlite3",
             initial_credits=config.initial_credits,
@@ -286,17 +293,28 @@ class Routes(Handlers):
         task_name = optional_str(body, "task_name", "project").strip() or "project"
         language = optional_str(body, "language", "en", 16).strip() or "en"
         session = self.store.create_session(info.user_id, task_name, language)
-        return envelope({"task_id": session.task_id, "session_id": session.session_id})
+        data = {"task_id": session.task_id, "session_id": session.session_id}
+        return envelope({**data, "user_id": session.user_id})
 
     async def state(self, request: Request) -> Response:
+        active = self.emu.variants.active
+        if "state-missing" in active:
+            return JSONResponse({"detail": "Not Found"}, 404)  # stock ADK has no such endpoint
+        if "state-slow" in active:
+            await asyncio.sleep(self.emu.variants.state_delay_s)
         info = self.authenticate(request, "read")
         params = request.path_params
         session = self.owned_session(info, params["session_id"], params["user"])
+        if "state-failing" in active:
+            failed = failing_state_read(self.emu.variants.count("state-read", session.session_id))
+            if failed is not None:
+                return failed
         data = {
             "session_id": session.session_id,
             "task_id": session.task_id,
             "task_name": session.task_name,
-            "state": self.store.latest_state(session.session_id),
+            "user_id": session.user_id,
+            "state": state_view(self.store.latest_state(session.session_id), active),
         }
         return envelope(data)
 
@@ -308,6 +326,54 @@ class Routes(Handlers):
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_document(base_url_of(request)))
+
+
+_GATEWAY_404 = (
+    "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n"
+    "<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+_TRUNCATED_JSON = '{"code":0,"message":"ok","data":{"session_id":'
+
+
+def failing_state_read(read: int) -> Response | None:
+    """``state-failing``: reads 1, 3, 5… fail, in turn with HTTP 500 (envelope), 403
+    (envelope), 404 from a gateway (HTML) and 200 with a body cut short; even reads succeed."""
+    if read % 2 == 0:
+        return None
+    kind = (read // 2) % 4
+    if kind == 0:
+        return ApiError(500, 500, "internal server error").response()
+    if kind == 1:
+        return ApiError(403, 403, "forbidden").response()
+    if kind == 2:
+        return Response(_GATEWAY_404, 404, media_type="text/html")
+    return Response(_TRUNCATED_JSON, 200, media_type="application/json")
+
+
+_MAP_KEYS = {"generated_media": "media", "video_infos": "video", "video_analyses": "analysis"}
+
+
+def state_view(state: dict[str, Any], active: ActiveVariants) -> dict[str, Any]:
+    """The state as answered: ``state-maps`` turns the three lists into maps id -> item."""
+    if "state-maps" not in active:
+        return state
+    view = dict(state)
+    for key, prefix in _MAP_KEYS.items():
+        items = view.get(key)
+        if isinstance(items, list):
+            view[key] = _as_map(items, prefix)
+    return view
+
+
+def _as_map(items: list[Any], prefix: str) -> dict[str, Any]:
+    """Items keyed by their own ``id``, else (or when taken) by ``<prefix>_<n>``."""
+    mapped: dict[str, Any] = {}
+    for n, item in enumerate(items, 1):
+        own = item.get("id") if isinstance(item, dict) else None
+        key = own if isinstance(own, str) and own and own not in mapped else f"{prefix}_{n}"
+        mapped[key] = item
+    return mapped
 
 
 class ObserveMiddleware:
@@ -362,6 +428,9 @@ def build_app(emulator: Emulator) -> Starlette:
         Route("/api/credits/balance/simple", r.credits, methods=["GET"]),
         Route("/api/render/proxy/lambda", renders.render_submit, methods=["POST"]),
         Route("/api/render/proxy/lambda/{render_id}", renders.render_status, methods=["GET"]),
+        Route(
+            "/api/render/proxy/lambda/{render_id}/cancel", renders.render_cancel, methods=["POST"]
+        ),
         Route("/api/render/proxy/{render_id}/download", renders.render_download, methods=["GET"]),
         Route("/media/{path:path}", r.media, methods=["GET", "HEAD"]),
         Route("/openapi.json", r.openapi, methods=["GET"]),
@@ -372,6 +441,8 @@ def build_app(emulator: Emulator) -> Starlette:
         Route("/_emulator/requests", admin.requests, methods=["GET"]),
         Route("/_emulator/tokens", admin.tokens, methods=["POST"]),
         Route("/_emulator/history", admin.history, methods=["GET"]),
+        Route("/_emulator/variants", admin.variants, methods=["GET", "POST"]),
+        Route("/_emulator/forget-session", admin.forget_session, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

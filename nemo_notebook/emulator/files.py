@@ -1,4 +1,5 @@
-"""Writing media files atomically: readers never see a half-written file."""
+"""Writing media files atomically (readers never see a half-written file), and the file
+types the renderer writes."""
 
 from __future__ import annotations
 
@@ -6,9 +7,28 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["atomic_output"]
+__all__ = ["OUTPUT_FORMATS", "OutputFormat", "atomic_output"]
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """A file type the renderer writes (``output.format`` of a render job)."""
+
+    name: str
+    extension: str
+    content_type: str
+    has_audio: bool = True
+
+
+OUTPUT_FORMATS: dict[str, OutputFormat] = {
+    "mp4": OutputFormat("mp4", ".mp4", "video/mp4"),
+    "webm": OutputFormat("webm", ".webm", "video/webm"),
+    "gif": OutputFormat("gif", ".gif", "image/gif", has_audio=False),
+    "png": OutputFormat("png", ".png", "image/png", has_audio=False),
+}
 
 
 @contextlib.contextmanager

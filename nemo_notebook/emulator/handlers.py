@@ -30,12 +30,17 @@ class Handlers:
         try:
             info = self.store.authenticate(token.strip())
         except TokenExpired as exc:
-            raise ApiError(401, 1001, "token expired: ask for a new anonymous token") from exc
+            code = self._token_code(1010)
+            raise ApiError(401, code, "token expired: ask for a new anonymous token") from exc
         except TokenInvalid as exc:
-            raise ApiError(401, 1001, "invalid token") from exc
+            raise ApiError(401, self._token_code(1011), "invalid token") from exc
         if scope not in info.scopes:
             raise ApiError(403, 403, f"this token lacks the {scope!r} scope")
         return info
+
+    def _token_code(self, gateway_code: int) -> int:
+        """1001, or the gateway's own code (1010 expired, 1011 unknown) for ``gateway-codes``."""
+        return gateway_code if "gateway-codes" in self.emu.variants else 1001
 
     def owned_session(self, info: TokenInfo, session_id: str, user: str = "me") -> SessionRecord:
         session = self.store.get_session(session_id)

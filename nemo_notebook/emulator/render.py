@@ -1,4 +1,4 @@
-"""Draft -> MP4: the emulator's local renderer.
+"""Draft -> MP4 (or WebM, GIF, PNG): the emulator's local renderer.
 
 One ffmpeg process (the binary from ``imageio-ffmpeg``) renders a whole draft through a single
 ``filter_complex`` graph: a black canvas of the draft's duration, video segments overlaid at their
@@ -6,6 +6,11 @@ start times (stills with a slow pan, clips trimmed by ``so``/``d`` and fitted to
 drawn by Pillow into small transparent PNGs and faded in and out, and every audio source mixed
 over a silent bed so the file always has an audio track. Output is H.264 yuv420p + AAC 44.1 kHz
 stereo with ``+faststart``, written to a temp file next to the target and renamed at the end.
+
+Other formats (:data:`OUTPUT_FORMATS`) change only the end of the graph and the encoder:
+``webm`` is VP9 + Opus 48 kHz; ``gif`` is silent, at most 480 pixels wide and 10 fps, with a
+palette per frame; ``png`` is one frame at full canvas size, at :data:`STILL_AT_S` seconds (or
+the middle of a shorter draft): far enough in for the first picture and the title to show.
 """
 
 from __future__ import annotations
@@ -26,11 +31,19 @@ from typing import IO, Any
 
 from PIL import Image, ImageColor, ImageDraw, ImageFilter, ImageFont
 
-from .files import atomic_output
+from .files import OUTPUT_FORMATS, OutputFormat, atomic_output
 
 log = logging.getLogger("nemo_notebook.emulator")
 
-__all__ = ["PRESETS", "RenderError", "poster_frame", "probe", "render_draft"]
+__all__ = [
+    "OUTPUT_FORMATS",
+    "PRESETS",
+    "OutputFormat",
+    "RenderError",
+    "poster_frame",
+    "probe",
+    "render_draft",
+]
 
 PRESETS = frozenset(
     {"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"}
@@ -40,6 +53,11 @@ _VIDEO_EXTS = frozenset({".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"})
 _AUDIO_EXTS = frozenset({".wav", ".mp3", ".m4a", ".aac", ".ogg", ".flac", ".opus"})
 _TRACK_VIDEO, _TRACK_AUDIO, _TRACK_TEXT = 0, 1, 7
 _PAN_MARGIN = 1.08  # stills are scaled 8% larger than the canvas and panned across
+STILL_AT_S = 1.0
+GIF_FPS, GIF_MAX_WIDTH = 10, 480
+# x264 preset -> libvpx-vp9 realtime speed, so output.quality means the same for WebM.
+_VP9_SPEED = {"ultrafast": 8, "superfast": 8, "veryfast": 7, "faster": 7, "fast": 6,
+              "medium": 6, "slow": 5, "slower": 5}  # fmt: skip
 
 
 class RenderError(Exception):
@@ -707,7 +725,7 @@ def _overlay(
     return label
 
 
-def _build_graph(plan: _Plan, workdir: Path) -> _Graph:
+def _build_graph(plan: _Plan, workdir: Path, fmt: OutputFormat) -> _Graph:
     graph = _Graph()
     spans = _frame_spans(plan)
     current = _joined_base(graph, plan, spans) if spans is not None else _layered_base(graph, plan)
@@ -718,9 +736,31 @@ def _build_graph(plan: _Plan, workdir: Path) -> _Graph:
             source, x, y = _text_chain(graph, segment, index, plan, workdir)
             current = _overlay(graph, current, source, segment, (x, y))
     total = _seconds(plan.duration_s)
-    graph.chains.append(f"[{current}]format=yuv420p,trim=duration={total}[vout]")
+    graph.chains.append(_video_output(current, plan, fmt))
     _mix_audio(graph, total)
+    if not fmt.has_audio:
+        graph.chains.append("[aout]anullsink")  # every graph output must be consumed
     return graph
+
+
+def _still_frame(plan: _Plan) -> int:
+    total = max(round(plan.duration_s * plan.fps), 1)
+    return min(round(min(STILL_AT_S, plan.duration_s / 2) * plan.fps), total - 1)
+
+
+def _video_output(current: str, plan: _Plan, fmt: OutputFormat) -> str:
+    """The end of the video chain, into ``[vout]``, for one output format."""
+    total = _seconds(plan.duration_s)
+    if fmt.name == "png":
+        first = _still_frame(plan)
+        return f"[{current}]trim=start_frame={first},setpts=PTS-STARTPTS,format=rgb24[vout]"
+    if fmt.name == "gif":
+        return (
+            f"[{current}]trim=duration={total},fps={GIF_FPS},"
+            f"scale='min({GIF_MAX_WIDTH},iw)':-2:flags=lanczos,split[gif1][gif2];"
+            f"[gif1]palettegen=stats_mode=single[gifpal];[gif2][gifpal]paletteuse=new=1[vout]"
+        )
+    return f"[{current}]format=yuv420p,trim=duration={total}[vout]"
 
 
 def _mix_audio(graph: _Graph, total: str) -> None:
@@ -737,20 +777,38 @@ def _mix_audio(graph: _Graph, total: str) -> None:
     )
 
 
-def _command(graph: _Graph, plan: _Plan, output: Path, preset: str) -> list[str]:
+def _command(graph: _Graph, plan: _Plan, output: Path, preset: str, fmt: OutputFormat) -> list[str]:
     command = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
     for args in graph.inputs:
         command += args
-    command += [
-        "-filter_complex", ";".join(graph.chains),
-        "-map", "[vout]", "-map", "[aout]",
+    command += ["-filter_complex", ";".join(graph.chains), "-map", "[vout]"]
+    command += _encoder_args(plan, preset, fmt)
+    command += ["-progress", "pipe:1", "-nostats", str(output)]
+    return command
+
+
+def _encoder_args(plan: _Plan, preset: str, fmt: OutputFormat) -> list[str]:
+    duration = ["-t", _seconds(plan.duration_s)]
+    if fmt.name == "png":
+        return ["-frames:v", "1", "-update", "1", "-c:v", "png", "-f", "image2"]
+    if fmt.name == "gif":
+        return [*duration, "-loop", "0", "-f", "gif"]
+    if fmt.name == "webm":
+        return [
+            "-map", "[aout]",
+            "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", str(_VP9_SPEED[preset]),
+            "-row-mt", "1", "-b:v", "0", "-crf", "34", "-pix_fmt", "yuv420p",
+            "-r", str(plan.fps),
+            "-c:a", "libopus", "-b:a", "128k", "-ar", "48000", "-ac", "2",
+            *duration, "-f", "webm",
+        ]  # fmt: skip
+    return [
+        "-map", "[aout]",
         "-c:v", "libx264", "-preset", preset, "-crf", "23", "-pix_fmt", "yuv420p",
         "-r", str(plan.fps),
         "-c:a", "aac", "-b:a", "160k", "-ar", "44100", "-ac", "2",
-        "-t", _seconds(plan.duration_s), "-movflags", "+faststart",
-        "-progress", "pipe:1", "-nostats", "-f", "mp4", str(output),
+        *duration, "-movflags", "+faststart", "-f", "mp4",
     ]  # fmt: skip
-    return command
 
 
 # --------------------------------------------------------------------------- running
@@ -804,15 +862,23 @@ def render_draft(
     fps: int = 30,
     on_progress: Callable[[float], None] | None = None,
     preset: str = "veryfast",
+    output_format: str = "mp4",
 ) -> dict[str, Any]:
-    """Render ``draft`` (PROTOCOL §6 keys) to an MP4 at ``output``, atomically.
+    """Render ``draft`` (PROTOCOL §6 keys) to an MP4 (or ``output_format``) at ``output``,
+    atomically.
 
     ``resolve_media`` maps each segment ``src`` to a local file and raises to refuse it (the
-    whole render then fails). ``on_progress`` receives increasing fractions ending at 1.0.
+    whole render then fails). ``on_progress`` receives increasing fractions ending at 1.0; an
+    exception it raises stops ffmpeg (killed) and leaves no partial file.
     Raises :class:`RenderError` with a readable reason; nothing is left at ``output`` then.
     """
     started = time.perf_counter()
     _check_canvas(width, height, fps, preset)
+    fmt = OUTPUT_FORMATS.get(output_format)
+    if fmt is None:
+        raise RenderError(
+            f"unknown output format {output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}"
+        )
     plan = _build_plan(_mapping(draft), resolve_media, width, height, fps)
     if plan.duration_s > MAX_DURATION_S:
         raise RenderError(
@@ -822,13 +888,13 @@ def render_draft(
     target = Path(output)
     with (
         tempfile.TemporaryDirectory(prefix="nemo-render-") as work,
-        atomic_output(target, ".mp4") as tmp,
+        atomic_output(target, fmt.extension) as tmp,
     ):
         try:
-            graph = _build_graph(plan, Path(work))
+            graph = _build_graph(plan, Path(work), fmt)
         except (OSError, ValueError, MemoryError) as exc:  # Pillow on absurd text styles
             raise RenderError(f"could not prepare the text overlays: {exc}") from exc
-        _run_ffmpeg(_command(graph, plan, tmp, preset), plan.duration_s, on_progress)
+        _run_ffmpeg(_command(graph, plan, tmp, preset, fmt), plan.duration_s, on_progress)
         if tmp.stat().st_size == 0:
             raise RenderError("ffmpeg produced an empty file")
     if on_progress is not None:
@@ -848,6 +914,7 @@ def render_draft(
         "segments": counts,
         "elapsed_s": round(time.perf_counter() - started, 3),
         "preset": preset,
+        "format": fmt.name,
     }
 
 

@@ -1,5 +1,9 @@
-"""Render jobs: the submit/status/download endpoints and the background worker that renders
-queued drafts to MP4 one at a time (with ``render.render_draft``)."""
+"""Render jobs: the submit/status/download/cancel endpoints and the background worker that
+renders queued drafts one at a time (with ``render.render_draft``; formats in ``files``).
+
+Variants (see ``variants``) change the answers here: ``render-top-level`` (fields at the top
+level, ``data: null``), ``render-percent`` (progress 0-100), ``plan-402`` (submit refused by
+the free plan) and ``no-cancel`` (the cancel endpoint does not exist)."""
 
 from __future__ import annotations
 
@@ -9,15 +13,18 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 
 from .envelope import ApiError, bad_request, envelope, read_json_object
+from .files import OUTPUT_FORMATS
 from .handlers import Handlers, base_url_of
 from .store import DuplicateRender
+from .variants import ActiveVariants
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -27,6 +34,22 @@ log = logging.getLogger("nemo_notebook.emulator")
 ATTRIBUTION_HEADERS = ("x-skill-source", "x-skill-version", "x-skill-platform")
 RENDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 QUALITY_PRESETS = {"high": "veryfast", "medium": "superfast", "low": "ultrafast"}
+UNFINISHED = ("pending", "processing")
+_PLAN_BLOCKED = (
+    "export is not available on the free plan: upgrade your plan to export videos, "
+    "or render the draft locally"
+)
+
+
+@dataclass(frozen=True)
+class RenderOrder:
+    """A checked render submit body."""
+
+    render_id: str
+    session_id: str
+    draft: dict[str, Any]
+    quality: str
+    output_format: str
 
 
 class RenderHandlers(Handlers):
@@ -35,8 +58,11 @@ class RenderHandlers(Handlers):
     async def render_submit(self, request: Request) -> Response:
         info = self.authenticate(request, "write")
         body = await read_json_object(request, 8 * self.emu.config.max_json_bytes)
-        render_id, session_id, draft, quality = _parse_render_body(body)
-        self.owned_session(info, session_id)
+        order = _parse_render_body(body)
+        self.owned_session(info, order.session_id)
+        active = self.emu.variants.active
+        if "plan-402" in active:
+            raise ApiError(402, 402, _PLAN_BLOCKED)
         if self.store.balance(info.user_id).spent > 0 and not _has_attribution(request):
             raise ApiError(
                 402,
@@ -45,15 +71,22 @@ class RenderHandlers(Handlers):
                 "(X-Skill-Source, X-Skill-Version, X-Skill-Platform)",
             )
         try:
-            self.store.create_render(render_id, info.user_id, session_id, draft, quality)
+            self.store.create_render(
+                order.render_id,
+                info.user_id,
+                order.session_id,
+                order.draft,
+                order.quality,
+                output_format=order.output_format,
+            )
         except DuplicateRender as exc:
             raise ApiError(409, 409, str(exc)) from exc
-        self.emu.renders.submit(render_id)
-        data = {"id": render_id, "status": "pending", "progress": 0}
-        return envelope(data, success=True)
+        self.emu.renders.submit(order.render_id)
+        data = {"id": order.render_id, "status": "pending", "progress": 0}
+        return render_answer(data, active, repeat_at_top=False)
 
-    def _owned_render(self, request: Request) -> dict[str, Any]:
-        info = self.authenticate(request, "read")
+    def _owned_render(self, request: Request, scope: str = "read") -> dict[str, Any]:
+        info = self.authenticate(request, scope)
         render_id = request.path_params["render_id"]
         job = self.store.get_render(render_id)
         if job is None or job["user_id"] != info.user_id:
@@ -74,7 +107,7 @@ class RenderHandlers(Handlers):
             "outputUrl": url,
             "error": job["error"],
         }
-        return envelope(data, success=True, **data)
+        return render_answer(data, self.emu.variants.active, repeat_at_top=True)
 
     async def render_download(self, request: Request) -> Response:
         job = self._owned_render(request)
@@ -82,10 +115,45 @@ class RenderHandlers(Handlers):
         path = self.emu.media_path(job["output_rel"] or "") if done else None
         if path is None:
             raise ApiError(409, 409, f"render job {job['id']} is {job['status']}, not completed")
-        return FileResponse(path, media_type="video/mp4", filename=f"{job['id']}.mp4")
+        fmt = OUTPUT_FORMATS.get(job["format"], OUTPUT_FORMATS["mp4"])
+        return FileResponse(
+            path, media_type=fmt.content_type, filename=f"{job['id']}{fmt.extension}"
+        )
+
+    async def render_cancel(self, request: Request) -> Response:
+        if "no-cancel" in self.emu.variants:
+            return JSONResponse({"detail": "Not Found"}, 404)
+        job = self._owned_render(request, "write")
+        if not self.emu.renders.cancel(job["id"]):
+            raise ApiError(
+                409, 409, f"render job {job['id']} is {job['status']}: there is nothing to cancel"
+            )
+        return envelope({"id": job["id"], "status": "cancelled"})
 
 
-def _parse_render_body(body: Mapping[str, Any]) -> tuple[str, str, dict[str, Any], str]:
+def render_answer(
+    data: dict[str, Any], active: ActiveVariants, *, repeat_at_top: bool
+) -> JSONResponse:
+    """A submit or status answer: the envelope (with ``success``, and the fields repeated at the
+    top level for a status), or the variants' shapes."""
+    if "render-percent" in active:
+        data = {**data, "progress": percent_progress(data["status"], data["progress"])}
+    if "render-top-level" in active:
+        fields = {k: v for k, v in data.items() if k != "outputUrl"}
+        return JSONResponse({"success": True, "data": None, **fields})
+    if repeat_at_top:
+        return envelope(data, success=True, **data)
+    return envelope(data, success=True)
+
+
+def percent_progress(status: str, fraction: float) -> int:
+    """``render-percent``: 5 when queued, 5-99 while rendering, 100 only when completed."""
+    if status == "completed":
+        return 100
+    return min(99, max(5, 5 + round(float(fraction) * 94)))
+
+
+def _parse_render_body(body: Mapping[str, Any]) -> RenderOrder:
     render_id = body.get("id")
     if not isinstance(render_id, str) or not RENDER_ID.match(render_id):
         raise bad_request("'id' must be 1-128 letters, digits, '_', '-' or '.' (e.g. render_…)")
@@ -98,12 +166,14 @@ def _parse_render_body(body: Mapping[str, Any]) -> tuple[str, str, dict[str, Any
     output = body.get("output") or {}
     if not isinstance(output, Mapping):
         raise bad_request("'output' must be a JSON object")
-    if output.get("format", "mp4") != "mp4":
-        raise bad_request("only output.format 'mp4' is supported")
+    output_format = output.get("format") or "mp4"
+    if not isinstance(output_format, str) or output_format.lower() not in OUTPUT_FORMATS:
+        supported = ", ".join(OUTPUT_FORMATS)
+        raise bad_request(f"output.format {output_format!r} is not supported; use {supported}")
     quality = output.get("quality", "high")
     if not isinstance(quality, str) or quality not in QUALITY_PRESETS:
         raise bad_request(f"output.quality must be one of {sorted(QUALITY_PRESETS)}")
-    return render_id, session_id, draft, quality
+    return RenderOrder(render_id, session_id, draft, quality, output_format.lower())
 
 
 def _has_attribution(request: Request) -> bool:
@@ -114,12 +184,21 @@ class _StopRender(Exception):
     """Raised from the progress callback to abandon a render when the server stops."""
 
 
+class _CancelRender(Exception):
+    """Raised from the progress callback when the job was cancelled (ffmpeg is killed)."""
+
+
 class RenderWorker:
-    """One background thread that renders queued jobs in order."""
+    """One background thread that renders queued jobs in order.
+
+    A job's status changes under ``_cond``, so a cancel and the worker's own updates never
+    cross: once cancelled, a job stays cancelled and its file (if it got one) is removed.
+    """
 
     def __init__(self, emulator: Emulator) -> None:
         self._emulator = emulator
         self._queue: list[str] = []
+        self._cancelled: set[str] = set()
         self._cond = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="nemo-render", daemon=True)
@@ -139,6 +218,27 @@ class RenderWorker:
         with self._cond:
             self._queue.append(render_id)
             self._cond.notify()
+
+    def cancel(self, render_id: str) -> bool:
+        """Cancel a pending or processing job (a running ffmpeg is killed at its next progress
+        report); ``False`` when the job has finished already. Cancelling twice is fine."""
+        with self._cond:
+            job = self._emulator.store.get_render(render_id)
+            if job is None or job["status"] not in (*UNFINISHED, "cancelled"):
+                return False
+            self._cancelled.add(render_id)
+            if render_id in self._queue:
+                self._queue.remove(render_id)
+            self._emulator.store.update_render(render_id, status="cancelled", error="cancelled")
+            return True
+
+    def _set_status(self, render_id: str, **fields: Any) -> bool:
+        """Update a job unless it was cancelled; returns whether it was updated."""
+        with self._cond:
+            if render_id in self._cancelled:
+                return False
+            self._emulator.store.update_render(render_id, **fields)
+            return True
 
     def stop(self, timeout: float) -> None:
         with self._cond:
@@ -162,27 +262,30 @@ class RenderWorker:
             except Exception:
                 log.exception("render worker failed on %s", render_id)
                 self._update(render_id, status="failed", error="internal render error")
+            with self._cond:
+                self._cancelled.discard(render_id)
 
     def _update(self, render_id: str, **fields: Any) -> None:
         with contextlib.suppress(Exception):  # the store may be closed while stopping
-            self._emulator.store.update_render(render_id, **fields)
+            self._set_status(render_id, **fields)
 
     def _render(self, render_id: str) -> None:
-        store = self._emulator.store
-        job = store.get_render(render_id)
+        job = self._emulator.store.get_render(render_id)
         if job is None or job["status"] != "pending":
             return
         reason = self._emulator.faults.take_render_failure()
         if reason is not None:
-            store.update_render(render_id, status="failed", error=reason)
+            self._set_status(render_id, status="failed", error=reason)
             return
-        store.update_render(render_id, status="processing", progress=0.0)
+        if not self._set_status(render_id, status="processing", progress=0.0):
+            return
         try:
             from . import render
         except ImportError:
-            store.update_render(render_id, status="failed", error="the renderer is not installed")
+            self._set_status(render_id, status="failed", error="the renderer is not installed")
             return
-        output = self._emulator.media_dir / "renders" / f"{render_id}.mp4"
+        fmt = OUTPUT_FORMATS.get(job["format"], OUTPUT_FORMATS["mp4"])
+        output = self._emulator.media_dir / "renders" / f"{render_id}{fmt.extension}"
         output.parent.mkdir(parents=True, exist_ok=True)
         width, height, fps = _render_geometry(job["draft"], self._session_canvas(job))
         try:
@@ -195,13 +298,19 @@ class RenderWorker:
                 fps=fps,
                 on_progress=self._progress_writer(render_id),
                 preset=QUALITY_PRESETS.get(job["quality"], "veryfast"),
+                output_format=fmt.name,
             )
         except render.RenderError as exc:
-            store.update_render(render_id, status="failed", error=str(exc) or "render failed")
+            self._set_status(render_id, status="failed", error=str(exc) or "render failed")
+            return
+        except _CancelRender:
+            output.unlink(missing_ok=True)  # the last progress report may follow the rename
             return
         rel = output.relative_to(self._emulator.media_dir).as_posix()
         size = output.stat().st_size
-        store.update_render(render_id, status="completed", progress=1.0, output_rel=rel, size=size)
+        done = dict(status="completed", progress=1.0, output_rel=rel, size=size)
+        if not self._set_status(render_id, **done):
+            output.unlink(missing_ok=True)  # cancelled in its last moments
 
     def _session_canvas(self, job: Mapping[str, Any]) -> Mapping[str, Any]:
         state = self._emulator.store.latest_state(job["session_id"])
@@ -218,7 +327,10 @@ class RenderWorker:
             now = time.monotonic()
             if value - last["progress"] >= 0.02 or now - last["at"] >= 0.25:
                 last.update(progress=value, at=now)
-                self._emulator.store.update_render(render_id, progress=value)
+                if not self._set_status(render_id, progress=value):
+                    raise _CancelRender
+            elif render_id in self._cancelled:
+                raise _CancelRender
 
         return on_progress
 

@@ -21,6 +21,7 @@ from .app import Emulator, EmulatorConfig, build_app
 from .faults import Faults, RequestRecord
 from .handlers import is_loopback_host
 from .store import ALL_SCOPES, IssuedToken, Store
+from .variants import DEFAULT_STATE_DELAY_S, ActiveVariants, VariantSpec
 
 __all__ = ["EmulatorHandle", "check_host", "serve", "start"]
 
@@ -30,7 +31,7 @@ _UNSPECIFIED_HOSTS = {"0.0.0.0", "::", ""}
 
 
 class EmulatorHandle:
-    """A running emulator: its URL, data directory, faults; ``stop()`` ends it."""
+    """A running emulator: its URL, data directory, faults, variants; ``stop()`` ends it."""
 
     def __init__(
         self,
@@ -63,6 +64,31 @@ class EmulatorHandle:
     @time_scale.setter
     def time_scale(self, value: float) -> None:
         self.faults.time_scale = value
+
+    @property
+    def variants(self) -> ActiveVariants:
+        """The protocol variants the server answers with now (``"progressive" in ...``)."""
+        return self._emulator.variants.active
+
+    def set_variants(
+        self, variants: VariantSpec, *, state_delay_s: float | None = None
+    ) -> ActiveVariants:
+        """Switch to other variants (a name, ``"a,b"``, names, or ``None`` for none) for the
+        requests and turns that start from now on; forgets the variants' per-session counts."""
+        return self._emulator.variants.set(variants, state_delay_s=state_delay_s)
+
+    @property
+    def state_delay_s(self) -> float:
+        """How long a state read waits under ``state-slow`` (real seconds, not scaled)."""
+        return self._emulator.variants.state_delay_s
+
+    @state_delay_s.setter
+    def state_delay_s(self, value: float) -> None:
+        self._emulator.variants.state_delay_s = value
+
+    def forget_session(self, session_id: str) -> bool:
+        """Make a session disappear: every call on it answers 1002 from now on."""
+        return self.store.forget_session(session_id)
 
     @property
     def running(self) -> bool:
@@ -113,7 +139,8 @@ class EmulatorHandle:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<EmulatorHandle {self.url} {state} data_dir={str(self.data_dir)!r}>"
+        extra = f" variants={self.variants}" if len(self.variants) else ""
+        return f"<EmulatorHandle {self.url} {state}{extra} data_dir={str(self.data_dir)!r}>"
 
 
 def check_host(host: str, allow_remote: bool) -> None:
@@ -172,6 +199,8 @@ def start(
     heartbeat_interval: float = 5.0,
     log_level: str = "warning",
     agent: Any = None,
+    variant: VariantSpec = None,
+    state_delay_s: float = DEFAULT_STATE_DELAY_S,
 ) -> EmulatorHandle:
     """Start an emulator server in a background thread; returns once it accepts connections."""
     check_host(host, allow_remote)
@@ -187,6 +216,8 @@ def start(
         tokens_per_ip=tokens_per_ip,
         heartbeat_interval=heartbeat_interval,
         agent=agent,
+        variants=variant,
+        state_delay_s=state_delay_s,
     )
     try:
         emulator = Emulator(config)
@@ -238,6 +269,8 @@ def serve(
     allow_remote: bool = False,
     time_scale: float = 1.0,
     log_level: str = "warning",
+    variant: VariantSpec = None,
+    state_delay_s: float = DEFAULT_STATE_DELAY_S,
 ) -> int:
     """Run an emulator in the foreground until Ctrl-C or SIGTERM; returns an exit status."""
     handle = start(
@@ -247,10 +280,14 @@ def serve(
         allow_remote=allow_remote,
         time_scale=time_scale,
         log_level=log_level,
+        variant=variant,
+        state_delay_s=state_delay_s,
     )
     print(f"NemoVideo emulator listening on {handle.url}", flush=True)
     where = "temporary, removed on exit" if data_dir is None else "kept"
     print(f"data directory: {handle.data_dir} ({where})", flush=True)
+    if len(handle.variants):
+        print(f"protocol variants: {handle.variants}", flush=True)
     print("press Ctrl-C to stop", flush=True)
     done = threading.Event()
     previous = signal.getsignal(signal.SIGTERM)

@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS renders (
     id TEXT PRIMARY KEY, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
     status TEXT NOT NULL, progress REAL NOT NULL, draft TEXT NOT NULL, quality TEXT NOT NULL,
     output_rel TEXT, size INTEGER, error TEXT, created_at REAL NOT NULL,
-    updated_at REAL NOT NULL);
+    updated_at REAL NOT NULL, format TEXT NOT NULL DEFAULT 'mp4');
 CREATE TABLE IF NOT EXISTS claims (
     claim_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
     task_id TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL);
@@ -223,6 +223,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         # Reads use their own connections (WAL lets them run beside a write), so a request's
         # token and session checks never wait for a turn thread's transaction.
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
@@ -235,6 +236,12 @@ class Store:
         self._grants_generation = 0
         self._sessions: dict[str, SessionRecord] = {}
         self._closed = False
+
+    def _migrate(self) -> None:
+        """Columns added since a data directory was made (renders.format)."""
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(renders)")}
+        if "format" not in columns:
+            self._db.execute("ALTER TABLE renders ADD COLUMN format TEXT NOT NULL DEFAULT 'mp4'")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(
@@ -467,6 +474,16 @@ class Store:
             )
         return version
 
+    def forget_session(self, session_id: str) -> bool:
+        """Remove a session with its drafts, chat, uploads and claims (as if it expired in the
+        cloud); its render rows stay for the worker. Returns whether it existed."""
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+            for table in ("drafts", "messages", "uploads", "claims"):
+                db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+            self._sessions.pop(session_id, None)
+        return gone.rowcount > 0
+
     def state_versions(self, session_id: str) -> list[dict[str, Any]]:
         """Every stored version: ``{"version", "reason", "state", "created_at"}``."""
         rows = self._query(
@@ -626,16 +643,24 @@ class Store:
     # -- renders -------------------------------------------------------------------------------
 
     def create_render(
-        self, render_id: str, user_id: str, session_id: str, draft: dict[str, Any], quality: str
+        self,
+        render_id: str,
+        user_id: str,
+        session_id: str,
+        draft: dict[str, Any],
+        quality: str,
+        output_format: str = "mp4",
     ) -> None:
         """A new pending render job; raises DuplicateRender if the id is taken."""
         now = self.clock()
+        row = (render_id, user_id, session_id, json.dumps(draft), quality, output_format, now, now)
         try:
             with self._transaction() as db:
                 db.execute(
                     "INSERT INTO renders (id, user_id, session_id, status, progress, draft, "
-                    "quality, created_at, updated_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
-                    (render_id, user_id, session_id, json.dumps(draft), quality, now, now),
+                    "quality, format, created_at, updated_at) "
+                    "VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
+                    row,
                 )
         except sqlite3.IntegrityError as exc:
             raise DuplicateRender(f"a render job with id {render_id} exists already") from exc

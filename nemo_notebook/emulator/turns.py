@@ -1,6 +1,10 @@
 """One chat turn over ``/run_sse``: the agent runs in a worker thread per turn and its steps
 become Google ADK events on a queue; the SSE body reads that queue, streams text in small
-chunks, sends heartbeats while nothing happens and obeys injected stream faults."""
+chunks, sends heartbeats while nothing happens and obeys injected stream faults.
+
+A turn reads the server's variants once, when it starts; ``adk_wire`` has the shapes of the
+stream variants (``progressive``, ``text-frames``, ``fstring-errors``), ``quiet-stream`` is
+in :func:`stream_turn` and ``credits-402`` in :meth:`ChatHandlers.run_sse`."""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import threading
 import time
 import uuid
@@ -16,8 +19,17 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .adk_wire import (
+    AUTHOR,
+    TYPED_HEARTBEAT,
+    ProgressiveWriter,
+    fstring_error_frame,
+    stock_event,
+    text_chunks,
+    typed_frames,
+)
 from .agent_protocol import CreditsExhausted
 from .envelope import ApiError, bad_request, read_json_object, required_str
 from .envelope import log as envelope_log
@@ -25,6 +37,7 @@ from .faults import StreamPlan
 from .handlers import Handlers, base_url_of
 from .store import InsufficientCredits, SessionRecord, Store
 from .uploads import upload_view
+from .variants import ActiveVariants, VariantSwitch
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -32,10 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("nemo_notebook.emulator")
 
 APP_NAME = "nemo_agent"
-AUTHOR = "nemo_agent"
 _CHUNK_DELAY_S = 0.04
 _STOP_POLL_S = 0.2  # how often a quiet stream checks whether the server is stopping
-_WORDS_PER_CHUNK = 3
 
 
 class ChatHandlers(Handlers):
@@ -46,9 +57,12 @@ class ChatHandlers(Handlers):
         body = await read_json_object(request, self.emu.config.max_json_bytes)
         message, streaming = _parse_run_body(body)
         session = self.owned_session(info, body["session_id"], body.get("user_id") or "me")
+        variants = self.emu.variants.active
         if self.store.balance(info.user_id).available <= 0:
+            if "credits-402" in variants:
+                return JSONResponse({"message": "Insufficient credits"}, 402)
             raise ApiError(200, 2001, "out of credits: register or top up to continue")
-        turn = TurnRunner(self.emu, session, message, streaming, base_url_of(request))
+        turn = TurnRunner(self.emu, session, message, streaming, base_url_of(request), variants)
         plan = self.emu.faults.take_stream_plan()
         turn.start()
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -97,8 +111,15 @@ class StoreReservation:
 class SessionTurnContext:
     """What the agent may read and change during one turn (agent.TurnContext)."""
 
-    def __init__(self, emulator: Emulator, session: SessionRecord, base_url: str) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        session: SessionRecord,
+        base_url: str,
+        variants: ActiveVariants | None = None,
+    ) -> None:
         self._emulator = emulator
+        self.variants = variants if variants is not None else emulator.variants.active
         self.session_id = session.session_id
         self.user_id = session.user_id
         self.language = session.language
@@ -109,6 +130,11 @@ class SessionTurnContext:
     @property
     def time_scale(self) -> float:
         return self._emulator.faults.time_scale
+
+    @property
+    def variant_notes(self) -> VariantSwitch:
+        """Where variants keep per-session notes (the ``ask-question`` flow's question)."""
+        return self._emulator.variants
 
     def load_state(self) -> dict[str, Any]:
         return self._emulator.store.latest_state(self.session_id)
@@ -154,17 +180,24 @@ class TurnRunner:
         message: str,
         streaming: bool,
         base_url: str,
+        variants: ActiveVariants | None = None,
     ) -> None:
         self.emulator = emulator
         self.session = session
         self.message = message
         self.streaming = streaming
+        self.variants = variants if variants is not None else emulator.variants.active
         self.invocation_id = "e-" + str(uuid.uuid4())
-        self.context = SessionTurnContext(emulator, session, base_url)
+        self.context = SessionTurnContext(emulator, session, base_url, self.variants)
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._texts: list[str] = []
         self._message_saved = False
+        self._progressive: ProgressiveWriter | None = None
+        if "progressive" in self.variants:
+            self._progressive = ProgressiveWriter(
+                self.invocation_id, streaming, self._push_event, self._chunk_pause
+            )
         self.thread = threading.Thread(target=self._run, name="nemo-turn", daemon=True)
 
     def start(self) -> None:
@@ -174,13 +207,22 @@ class TurnRunner:
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens any more
             self._loop.call_soon_threadsafe(self.queue.put_nowait, (kind, payload))
 
+    def _push_event(self, event: dict[str, Any]) -> None:
+        if "text-frames" not in self.variants:
+            self._push("event", event)
+            return
+        for frame in typed_frames(event, self.streaming):
+            self._push("event", frame)
+
     def _run(self) -> None:
         try:
             for step in self.emulator.agent.run_turn(self.context, self.message):
                 self._handle_step(step)
                 self._save_message()  # after the first event: that one goes out first
+            self._flush_response()
             self.context.finish(succeeded=True)
-            self._push("event", self._event(turnComplete=True))
+            if self._progressive is None:  # a stock 2.x api_server sends no such event
+                self._push_event(self._event(turnComplete=True))
         except Exception as exc:
             self._fail(exc)
         finally:
@@ -208,7 +250,10 @@ class TurnRunner:
             if not self.emulator.stopping.is_set():
                 log.exception("agent turn crashed")
             frame = {"error": f"internal error in the emulator agent: {type(exc).__name__}"}
-        self._push("error", frame)
+        if "fstring-errors" in self.variants:
+            self._push("error", fstring_error_frame(frame["error"]))
+        else:
+            self._push("error", frame)
 
     def _save_reply(self) -> None:
         if not self._texts:
@@ -224,15 +269,13 @@ class TurnRunner:
         if kind == "Say":
             self._say(str(step.text))
         elif kind == "CallTool":
-            call = {"id": step.call_id, "name": step.name, "args": dict(step.args)}
-            content = {"parts": [{"functionCall": call}], "role": "model"}
-            self._push("event", self._event(content=content, actions={"stateDelta": {}}))
+            self._call({"id": step.call_id, "name": step.name, "args": dict(step.args)})
         elif kind == "ToolDone":
+            self._flush_response()
             response = {"id": step.call_id, "name": step.name, "response": step.response}
-            content = {"parts": [{"functionResponse": response}], "role": "user"}
-            actions = {"stateDelta": dict(step.state_delta or {})}
-            self._push("event", self._event(content=content, actions=actions))
+            self._tool_done(response, dict(step.state_delta or {}))
         elif kind == "Pause":
+            self._flush_response()
             self.emulator.stopping.wait(max(0.0, float(step.seconds)) * self._scale())
         else:
             log.warning("ignoring unknown agent step %s", kind)
@@ -241,12 +284,37 @@ class TurnRunner:
         if not text:
             return
         self._texts.append(text)
+        if self._progressive is not None:
+            self._progressive.say(text)
+            return
         if self.streaming:
             for index, chunk in enumerate(text_chunks(text)):
                 if index:
-                    self.emulator.stopping.wait(_CHUNK_DELAY_S * self._scale())
-                self._push("event", self._event(content=_text_content(chunk), partial=True))
-        self._push("event", self._event(content=_text_content(text)))
+                    self._chunk_pause()
+                self._push_event(self._event(content=_text_content(chunk), partial=True))
+        self._push_event(self._event(content=_text_content(text)))
+
+    def _call(self, call: dict[str, Any]) -> None:
+        if self._progressive is not None:
+            self._progressive.call(call)
+            return
+        content = {"parts": [{"functionCall": call}], "role": "model"}
+        self._push_event(self._event(content=content, actions={"stateDelta": {}}))
+
+    def _tool_done(self, response: dict[str, Any], delta: dict[str, Any]) -> None:
+        content = {"parts": [{"functionResponse": response}], "role": "user"}
+        if self._progressive is not None:
+            event = stock_event(self.invocation_id, content, state_delta=delta)
+        else:
+            event = self._event(content=content, actions={"stateDelta": delta})
+        self._push_event(event)
+
+    def _flush_response(self) -> None:
+        if self._progressive is not None:
+            self._progressive.flush()
+
+    def _chunk_pause(self) -> None:
+        self.emulator.stopping.wait(_CHUNK_DELAY_S * self._scale())
 
     def _scale(self) -> float:
         return self.emulator.faults.time_scale
@@ -271,18 +339,14 @@ def _is_agent_failure(exc: BaseException) -> bool:
     return "AgentFailure" in names  # by name: a replacement agent may bring its own classes
 
 
-def text_chunks(text: str, words: int = _WORDS_PER_CHUNK, max_chars: int = 12) -> list[str]:
-    """Split text into streamed pieces of a few words; ``"".join`` gives the text back."""
-    tokens: list[str] = []
-    for token in re.findall(r"\s*\S+\s*|\s+", text):
-        if len(token.strip()) > max_chars * 2 and not token.isascii():  # CJK runs: no spaces
-            tokens.extend(token[i : i + max_chars] for i in range(0, len(token), max_chars))
-        else:
-            tokens.append(token)
-    return ["".join(tokens[i : i + words]) for i in range(0, len(tokens), words)] or [text]
+_HEARTBEATS = (b": keep-alive\n\n", TYPED_HEARTBEAT)
 
 
-_HEARTBEATS = (b": keep-alive\n\n", b'data: {"type":"heartbeat"}\n\n')
+def heartbeats_for(variants: ActiveVariants) -> tuple[bytes, ...]:
+    """The keep-alives a turn sends in turn: none for ``quiet-stream`` (as stock ADK)."""
+    if "quiet-stream" in variants:
+        return ()
+    return (TYPED_HEARTBEAT,) if "text-frames" in variants else _HEARTBEATS
 
 
 class _StreamDropped(Exception):
@@ -309,7 +373,10 @@ for _logger in ("uvicorn.error", envelope_log.name):
     logging.getLogger(_logger).addFilter(_HideStreamDrops())
 
 
-def sse_frame(payload: Mapping[str, Any]) -> bytes:
+def sse_frame(payload: Mapping[str, Any] | bytes) -> bytes:
+    """One ``data:`` frame; ``bytes`` are a frame written already (``fstring-errors``)."""
+    if isinstance(payload, bytes):
+        return payload
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     return b"data: " + text.encode("utf-8") + b"\n\n"
 
@@ -320,8 +387,10 @@ async def stream_turn(
     """The SSE body of one turn, with heartbeats while nothing happens."""
     scale = emulator.faults.time_scale
     interval = max(0.005, emulator.config.heartbeat_interval * scale)
+    beat_kinds = heartbeats_for(turn.variants)
     if plan.heartbeat_only_s is not None:
-        async for beat in _heartbeats_only(emulator, plan.heartbeat_only_s * scale, interval):
+        duration = plan.heartbeat_only_s * scale
+        async for beat in _heartbeats_only(emulator, duration, interval, beat_kinds):
             yield beat
         return
     sent = beats = 0
@@ -332,8 +401,8 @@ async def stream_turn(
             raise _StreamDropped
         item = await _next_item(turn.queue, tick)
         if item is None:
-            if time.monotonic() - last_output >= interval:
-                yield _HEARTBEATS[beats % len(_HEARTBEATS)]
+            if beat_kinds and time.monotonic() - last_output >= interval:
+                yield beat_kinds[beats % len(beat_kinds)]
                 beats += 1
                 last_output = time.monotonic()
             continue
@@ -388,8 +457,9 @@ def _take_ready(
 
 
 async def _heartbeats_only(
-    emulator: Emulator, duration_s: float, interval: float
+    emulator: Emulator, duration_s: float, interval: float, beat_kinds: tuple[bytes, ...]
 ) -> AsyncIterator[bytes]:
+    """Only keep-alives for ``duration_s`` (silence when there are none), then the end."""
     deadline = time.monotonic() + duration_s
     beats = 0
     last_output = time.monotonic()
@@ -397,9 +467,9 @@ async def _heartbeats_only(
         now = time.monotonic()
         if now >= deadline:
             return
-        due = last_output + interval
+        due = last_output + interval if beat_kinds else deadline
         if now >= due:
-            yield _HEARTBEATS[beats % len(_HEARTBEATS)]
+            yield beat_kinds[beats % len(beat_kinds)]
             beats += 1
             last_output = now
             continue
