@@ -829,7 +829,7 @@ _bookkeeping = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(
     content=_content,
     extra=_bookkeeping,

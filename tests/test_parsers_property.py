@@ -196,10 +196,12 @@ _usual_content = st.fixed_dictionaries(  # what the fast path reads: one model t
     optional={"role": st.just("model")},
 )
 adk2_event = st.fixed_dictionaries(
-    {"content": st.one_of(_usual_content, _usual_content, content)},
+    {
+        "content": st.one_of(_usual_content, _usual_content, content),
+        "partial": st.one_of(st.just(True), st.just(True), maybe(st.booleans())),
+    },
     optional={
         "modelVersion": st.just("gemini-3-flash"),
-        "partial": st.one_of(st.just(True), maybe(st.booleans())),
         "finishReason": st.sampled_from(["STOP", "MAX_TOKENS"]),
         "invocationId": _uuid.map(lambda u: "e-" + u),
         "author": st.just("nemo_agent"),
@@ -326,13 +328,19 @@ def test_the_decoder_gives_what_json_loads_gives(data: str) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Generating overly large repr")
-@settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(payloads, max_size=6))
 def test_parse_sse_batch_agrees_with_the_plain_parser(batch: list[str]) -> None:
     result = parse_sse_batch(batch)
     expected = merged_partials([event for data in batch for event in plain_parse(data)])
     assert same(result, expected), batch
     check_events(tuple(result))
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@given(serialised(adk2_event))
+def test_the_fast_path_agrees_with_the_plain_parser_on_adk_shapes(data: str) -> None:
+    assert same(parse_sse_batch([data]), merged_partials(plain_parse(data))), data
 
 
 @FAST

@@ -113,8 +113,10 @@ def chosen_option(answer: str, options: tuple[str, ...]) -> int | None:
         key = numbered.group(1)
         index = int(key) - 1 if key.isdigit() else OPTION_IDS.index(key)
         return index if 0 <= index < len(options) else None
+    said = answer.lower()
     for index, label in enumerate(options):
         label = label.lower()
-        if label in answer.lower() or (len(text) >= 3 and text in label):
+        words = [w for w in label.split() if len(w) >= 3 or not w.isascii()]
+        if label in said or any(w in said for w in words) or (len(text) >= 3 and text in label):
             return index
     return None

@@ -57,7 +57,7 @@ from .render_jobs import RenderHandlers, RenderWorker
 from .store import RateLimited, Store, iso_utc
 from .turns import ChatHandlers, text_chunks
 from .uploads import SUPPORTED_UPLOAD_TYPES, UploadHandlers
-from .variants import DEFAULT_STATE_DELAY_S, ActiveVariants, VariantSwitch
+from .variants import DEFAULT_STATE_DELAY_S, ActiveVariants, VariantSpec, VariantSwitch
 
 __all__ = [
     "MAX_JSON_BYTES",
@@ -89,7 +89,7 @@ class EmulatorConfig:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_json_bytes: int = MAX_JSON_BYTES
     agent: Any = None  # an object with run_turn(ctx, message); default: the rule-based agent
-    variants: Any = None  # a name, "a,b" or names (variants.VARIANTS); None: the default
+    variants: VariantSpec = None  # a name, "a,b" or names (variants.VARIANTS); None: none
     state_delay_s: float = DEFAULT_STATE_DELAY_S  # how long the state-slow variant waits
 
 

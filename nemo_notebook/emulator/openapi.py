@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .files import OUTPUT_FORMATS
 from .render_jobs import QUALITY_PRESETS, RENDER_ID
 from .turns import APP_NAME
 
@@ -97,7 +98,10 @@ def _schemas() -> dict[str, Any]:
     render_status = _object(
         {
             "id": _STR,
-            "status": {"type": "string", "enum": ["pending", "processing", "completed", "failed"]},
+            "status": {
+                "type": "string",
+                "enum": ["pending", "processing", "completed", "failed", "cancelled"],
+            },
             "progress": {"type": "number"},
             "output": {"oneOf": [{"type": "null"}, _object({"url": _STR, "size": _INT})]},
             "outputUrl": {"type": ["string", "null"]},
@@ -154,7 +158,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "draft": {"type": "object"},
             "output": _object(
                 {
-                    "format": {"type": "string", "enum": ["mp4"]},
+                    "format": {"type": "string", "enum": list(OUTPUT_FORMATS)},
                     "quality": {"type": "string", "enum": sorted(QUALITY_PRESETS)},
                 }
             ),
@@ -230,7 +234,12 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         "/api/tasks/{user}/with-session/nemo_agent": {
             "post": _operation(
                 "Create a task with a chat session",
-                _ok(_object({"task_id": _STR, "session_id": _STR}, ["task_id", "session_id"])),
+                _ok(
+                    _object(
+                        {"task_id": _STR, "session_id": _STR, "user_id": _STR},
+                        ["task_id", "session_id", "user_id"],
+                    )
+                ),
                 params=[user],
                 body=_json_body(
                     _object(
@@ -261,9 +270,10 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                             "session_id": _STR,
                             "task_id": _STR,
                             "task_name": _STR,
+                            "user_id": _STR,
                             "state": _ref("State"),
                         },
-                        ["session_id", "task_id", "task_name", "state"],
+                        ["session_id", "task_id", "task_name", "user_id", "state"],
                     )
                 ),
                 params=[user, sid],

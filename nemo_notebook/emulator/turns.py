@@ -241,6 +241,8 @@ class TurnRunner:
     def _fail(self, exc: Exception) -> None:
         with contextlib.suppress(Exception):
             self.context.finish(succeeded=False)
+        with contextlib.suppress(Exception):
+            self._flush_response()  # what the agent said before failing still goes out
         if _is_agent_failure(exc):
             frame: dict[str, Any] = {"error": str(exc) or type(exc).__name__}
             code = getattr(exc, "code", None)
