@@ -616,8 +616,6 @@ class Workspace:
         claim link."""
         session = self.session(args.session)
         fmt = export_format(args.format)
-        name = self._next_export_name(args.session, fmt) if not args.out else ""
-        target = Path(args.out) if args.out else self.base_dir / name
         progress = ProgressLine(
             self.output.write, rate=self.settings.stream_rate, clock=self._clock
         )
@@ -629,6 +627,12 @@ class Workspace:
                 self.output.write("\n")
             raise
         progress.finish()
+        # named once the render is done, so a refused or failed export uses up no number
+        target = (
+            Path(args.out)
+            if args.out
+            else self.base_dir / self._next_export_name(args.session, fmt)
+        )
         path = Path(job.download(target))
         self.output.write(f"Saved {_shown_path(path, self.base_dir)}\n")
         view = self.export_view(path, args.embed)

@@ -445,14 +445,23 @@ def test_upload_several_files_and_urls_one_request_each(
     assert emulator.faults.count("POST", upload_path) == before + 1  # nothing was sent
 
 
-def test_a_format_the_server_refuses_is_one_short_message(connected: InteractiveShell) -> None:
-    cell(connected, "", CITY)
+def test_export_formats_against_the_emulator(connected: InteractiveShell, tmp_path: Path) -> None:
+    cell(connected, "", CITY + " for 1 second")
     with capture_output() as cap:
         result = connected.run_cell("%nemo export --format xyz")
-    assert isinstance(result.error_in_exec, BadRequestError)
-    assert "Server said:" in cap.stdout and "HTTP 400" in cap.stdout
+    assert isinstance(result.error_in_exec, BadRequestError)  # the server's reason, in one line
+    assert "Server said: output.format 'xyz' is not supported" in cap.stdout
     assert "Traceback" not in cap.stdout and len(cap.stdout.strip().splitlines()) == 1
-    assert not list(Path.cwd().glob("nemo-main-*"))
+    assert not list(tmp_path.glob("nemo-main-*"))
+    _, cap = line(connected, "export --format png")  # a still at full quality
+    still = tmp_path / "nemo-main-1.png"  # the refused export used up no number
+    assert still.read_bytes().startswith(b"\x89PNG") and cap.stdout.endswith(
+        "Saved nemo-main-1.png\n"
+    )
+    assert "image/jpeg" in cap.outputs[0].data  # shown as an image (a preview of the still)
+    _, cap = line(connected, "export --format webm --link")
+    assert (tmp_path / "nemo-main-2.webm").is_file()
+    assert '<source src="nemo-main-2.webm" type="video/webm">' in html_outputs(cap)[0]
 
 
 def test_a_failing_claim_call_is_one_line_and_keeps_the_connection(
