@@ -1,10 +1,21 @@
 """A tiny loopback ADK ``/run_sse`` server for the stream and display benchmarks.
 
-Run as a child process: ``python bench/sse_server.py`` prints ``{"url": ...}`` once it accepts
-connections and stops when its stdin closes. The turn's message chooses the stream:
-``"events=100000"`` (number of ADK events, default 1000) and ``"pace=3.0"`` (spread the events
-evenly over that many seconds; default: as fast as possible). Bodies are built once per shape
-and sent in 64 KB writes, so the server is never the bottleneck of a client.
+Run as a child process: ``python bench/sse_server.py`` prints ``{"url": ..., "arrival_url":
+...}`` once it accepts connections and stops when its stdin closes. The turn's message chooses
+the stream: ``"events=100000"`` (number of events, default 1000), ``"pace=3.0"`` (spread the
+events evenly over that many seconds; default: as fast as possible) and ``"shape=NAME"``, one of
+``SHAPES`` (default ``emulator``):
+
+- ``emulator``: the compact events of nemo_notebook's own emulator;
+- ``adk-progressive`` / ``adk-non-streaming``: the events a stock google-adk 2.x api_server
+  wrote (``tests/fixtures/adk/*.tool.sse``), scaled up by repeating their text events with new
+  ids (and aggregates that repeat the longer text);
+- ``adk-spaced``: ``adk-progressive`` written by ``json.dumps`` with its default separators.
+
+Bodies are built once per shape and sent in 64 KB writes, so the server is never the
+bottleneck of a client. ``arrival_url`` is a bare HTTP/1.1 server that answers ``/run_sse``
+with one event holding the ``time.monotonic()`` at which the request's first bytes arrived (a
+``bench_clock`` tool call), to time the client's work before its POST.
 """
 
 from __future__ import annotations
@@ -15,14 +26,18 @@ import re
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import wait_for_stdin_close
+from _common import REPO, wait_for_stdin_close
+
+ADK_FIXTURES = REPO / "tests" / "fixtures" / "adk"
 
 SENTENCE = (
     "the city glows under a violet sky while soft rain paints the streets "
@@ -49,8 +64,10 @@ STATE = {
 }  # fmt: skip
 
 
-def _frame(obj: dict) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+def _frame(obj: dict, spaced: bool = False) -> bytes:
+    if spaced:
+        return b"data: " + json.dumps(obj).encode() + b"\n\n"
+    return b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
 def _chunk_text(index: int) -> str:
@@ -83,7 +100,7 @@ def _tool_events(number: int) -> list[bytes]:
 
 
 @lru_cache(maxsize=8)
-def stream_frames(total: int) -> tuple[bytes, ...]:
+def emulator_frames(total: int) -> tuple[bytes, ...]:
     """``total`` events: messages of partial chunks, each followed by its non-partial aggregate,
     with a tool call + tool result pair before every ``TOOL_EVERY_MESSAGES``-th message."""
     frames: list[bytes] = []
@@ -105,6 +122,99 @@ def stream_frames(total: int) -> tuple[bytes, ...]:
     return tuple(frames[:total])
 
 
+# --------------------------------------------------------------- stock ADK events, scaled up
+
+
+def _fixture_events(name: str) -> list[dict]:
+    lines = (ADK_FIXTURES / name).read_text().split("\n")
+    events = [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: ")]
+    for line, event in zip((ln for ln in lines if ln.startswith("data: ")), events, strict=True):
+        assert _frame(event) == (line + "\n\n").encode(), "the bench must write ADK's bytes"
+    return events
+
+
+def _is_text_event(event: dict) -> bool:
+    parts = event.get("content", {}).get("parts", [])
+    return bool(parts) and all(set(part) == {"text"} for part in parts)
+
+
+def _renewed(event: dict, call_ids: dict[str, str]) -> dict:
+    """A copy with a new event id and new tool-call ids (the same new id for a call's parts)."""
+    copy = {**event, "id": str(uuid.uuid4())}
+    content = event.get("content")
+    if content is None:
+        return copy
+    parts = [dict(part) for part in content["parts"]]
+    for part in parts:
+        for key in ("functionCall", "functionResponse"):
+            if key in part:
+                new_id = call_ids.setdefault(part[key]["id"], "adk-" + str(uuid.uuid4()))
+                part[key] = {**part[key], "id": new_id}
+    copy["content"] = {**content, "parts": parts}
+    return copy
+
+
+def _progressive_round(events: list[dict], repeat: int) -> list[dict]:
+    """One copy of the fixture with each partial text event sent ``repeat`` times, and each
+    aggregate's text runs lengthened to match."""
+    out: list[dict] = []
+    call_ids: dict[str, str] = {}
+    runs: list[str] = []  # text runs of the open response, as streamed
+    for event in events:
+        if event.get("partial") is True and _is_text_event(event):
+            copies = [_renewed(event, call_ids) for _ in range(repeat)]
+            out += copies
+            text = event["content"]["parts"][0]["text"] * repeat
+            runs[-1:] = [runs[-1] + text] if runs and runs[-1] is not None else [text]
+            continue
+        copy = _renewed(event, call_ids)
+        if event.get("partial") is True:
+            runs.append(None)  # type: ignore[arg-type]  # a call ends a text run
+        elif event.get("partial") is False:
+            texts = iter(run for run in runs if run is not None)
+            for part in copy["content"]["parts"]:
+                if "text" in part:
+                    part["text"] = next(texts)
+            runs = []
+        out.append(copy)
+    return out
+
+
+def _non_streaming_round(events: list[dict], repeat: int) -> list[dict]:
+    """One copy of the fixture with its text-only events sent ``repeat`` times."""
+    out: list[dict] = []
+    call_ids: dict[str, str] = {}
+    for event in events:
+        count = repeat if _is_text_event(event) else 1
+        out += [_renewed(event, call_ids) for _ in range(count)]
+    return out
+
+
+def _scaled(total: int, one_round: Callable[[], list[dict]], spaced: bool) -> tuple[bytes, ...]:
+    frames: list[bytes] = []
+    while len(frames) < total:
+        frames += [_frame(event, spaced) for event in one_round()]
+    return tuple(frames[:total])
+
+
+@lru_cache(maxsize=8)
+def stream_frames(total: int, shape: str = "emulator") -> tuple[bytes, ...]:
+    """``total`` events of one of the ``SHAPES``."""
+    if shape == "emulator":
+        return emulator_frames(total)
+    progressive = _fixture_events("progressive_streaming.tool.sse")
+    if shape in ("adk-progressive", "adk-spaced"):
+        build = lambda: _progressive_round(progressive, repeat=200)  # noqa: E731
+        return _scaled(total, build, spaced=shape == "adk-spaced")
+    if shape == "adk-non-streaming":
+        whole = _fixture_events("non_streaming.tool.sse")
+        return _scaled(total, lambda: _non_streaming_round(whole, repeat=1000), spaced=False)
+    raise ValueError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
+
+
+SHAPES = ("emulator", "adk-progressive", "adk-non-streaming", "adk-spaced")
+
+
 def count_text_chunks(total: int) -> int:
     return sum(b'"partial":true' in frame for frame in stream_frames(total))
 
@@ -123,12 +233,12 @@ def _batches(frames: tuple[bytes, ...]) -> list[bytes]:
 
 
 @lru_cache(maxsize=8)
-def _fast_body(total: int) -> tuple[bytes, ...]:
-    return tuple(_batches(stream_frames(total)))
+def _fast_body(total: int, shape: str = "emulator") -> tuple[bytes, ...]:
+    return tuple(_batches(stream_frames(total, shape)))
 
 
-async def _paced_body(total: int, pace_s: float) -> AsyncIterator[bytes]:
-    frames = stream_frames(total)
+async def _paced_body(total: int, pace_s: float, shape: str) -> AsyncIterator[bytes]:
+    frames = stream_frames(total, shape)
     ticks = max(1, int(pace_s / 0.01))
     per_tick = -(-len(frames) // ticks)
     loop = asyncio.get_running_loop()
@@ -154,8 +264,14 @@ def build_app() -> Any:
         text = body["new_message"]["parts"][0]["text"]
         events = re.search(r"events=(\d+)", text)
         pace = re.search(r"pace=([\d.]+)", text)
+        shape = re.search(r"shape=([a-z-]+)", text)
         total = int(events.group(1)) if events else 1000
-        content = _paced_body(total, float(pace.group(1))) if pace else iter(_fast_body(total))
+        name = shape.group(1) if shape else "emulator"
+        content: Any
+        if pace:
+            content = _paced_body(total, float(pace.group(1)), name)
+        else:
+            content = iter(_fast_body(total, name))
         return StreamingResponse(content, media_type="text/event-stream")
 
     async def state(request: Request) -> JSONResponse:
@@ -179,6 +295,74 @@ def build_app() -> Any:
     )
 
 
+# ------------------------------------------------------------ arrival timing (bare HTTP/1.1)
+
+
+def _arrival_answer(head: bytes, arrived: float) -> bytes:
+    """The response to one request: an SSE event saying when it arrived, or the state."""
+    if head.startswith(b"POST /run_sse"):
+        call = {"name": "bench_clock", "args": {"arrived": arrived}}
+        body = _frame({"content": {"role": "model", "parts": [{"functionCall": call}]}})
+        kind = b"text/event-stream"
+    elif head.startswith(b"GET /api/state/"):
+        body, kind = (
+            json.dumps({"code": 0, "message": "ok", "data": STATE}).encode(),
+            b"application/json",
+        )
+    else:
+        body, kind = b'{"code":404,"message":"not here"}', b"application/json"
+    status = b"200 OK" if not body.startswith(b'{"code":404') else b"404 Not Found"
+    length = str(len(body)).encode()
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: "
+        + kind
+        + b"\r\ncontent-length: "
+        + length
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+def _serve_arrivals(conn: socket.socket) -> None:
+    """Requests on one keep-alive connection; ``arrived`` is taken when a request's first
+    bytes come out of ``recv``."""
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buffer, arrived = b"", 0.0
+    with conn:
+        while True:
+            data = conn.recv(1 << 16)
+            if not data:
+                return
+            if not buffer:
+                arrived = time.monotonic()
+            buffer += data
+            while b"\r\n\r\n" in buffer:
+                head, _, rest = buffer.partition(b"\r\n\r\n")
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                size = int(length.group(1)) if length else 0
+                if len(rest) < size:
+                    break
+                buffer = rest[size:]
+                conn.sendall(_arrival_answer(head, arrived))
+                arrived = time.monotonic()
+
+
+def _start_arrival_server() -> str:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+
+    def accept() -> None:
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=_serve_arrivals, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
 def main() -> None:
     import uvicorn
 
@@ -195,7 +379,8 @@ def main() -> None:
         threading.Event().wait(0.01)
     for total in (100_000, 20_000):
         _fast_body(total)  # build the bodies before anyone measures
-    print(json.dumps({"url": f"http://127.0.0.1:{port}"}), flush=True)
+    arrival_url = _start_arrival_server()
+    print(json.dumps({"url": f"http://127.0.0.1:{port}", "arrival_url": arrival_url}), flush=True)
     wait_for_stdin_close()
     server.should_exit = True
     thread.join(timeout=5)

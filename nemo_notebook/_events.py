@@ -234,7 +234,11 @@ def parse_sse_data(data: str) -> tuple[Event, ...]:
         return _HEARTBEAT_ONLY
     if len(data) > MAX_PAYLOAD_CHARS:
         return (_unparsed(data),)
-    obj = _loads(data)
+    return _parsed(data, _loads(data))
+
+
+def _parsed(data: str, obj: object) -> tuple[Event, ...]:
+    """The events of ``data``, decoded as ``obj``."""
     if obj is _UNDECODABLE:
         return (_undecodable(data),)
     if type(obj) is not dict:
@@ -417,23 +421,24 @@ def parse_sse_batch(payloads: list[str]) -> list[Event]:
     events: list[Event] = []
     append = events.append
     pending: list[str] = []  # texts of consecutive partial chunks, not yet appended
-    decode = _fast_loads()
+    read_text_event = _decoders()[1]
     for data in payloads:
-        parsed: tuple[Event, ...] | None = None
-        if data and len(data) <= MAX_PAYLOAD_CHARS:
-            try:
-                obj = decode(data)
-            except (ValueError, RecursionError, UnicodeEncodeError):
-                pass  # parse_sse_data tries json.loads, then says what the payload was
-            else:
-                if type(obj) is dict:
-                    text = _partial_text(obj)
-                    if text is not None:
-                        pending.append(text)
-                        continue
-                    parsed = parse_event(obj)
-        if parsed is None:
+        if not data or len(data) > MAX_PAYLOAD_CHARS:
             parsed = parse_sse_data(data)
+        else:
+            try:
+                text_event = read_text_event(data)
+            except (ValueError, RecursionError, UnicodeEncodeError):  # not the usual text event
+                text_event = None
+            text = None if text_event is None else _text_of(text_event)
+            if text is None:
+                parsed = _parsed(data, _loads(data)) if not data.isspace() else _HEARTBEAT_ONLY
+            elif text_event.partial is True:
+                if text:
+                    pending.append(text)
+                continue
+            else:
+                parsed = (TextChunk(text),) if text else ()
         for event in parsed:
             if type(event) is TextChunk and event.partial:
                 pending.append(event.text)
@@ -452,28 +457,25 @@ def _merged_partial(texts: list[str]) -> TextChunk:
     return chunk
 
 
+def _text_of(event: Any) -> str | None:
+    """The text of a decoded usual text event (see :func:`_decoders`); ``None`` when the full
+    parser has more to say: text of the person's own role, or a state change."""
+    content = event.content
+    if content.role == "user":
+        return None
+    actions = event.actions
+    if actions is not None:  # ADK sends its empty maps on every event
+        delta = actions.stateDelta
+        if delta is None:
+            delta = actions.state_delta
+        if delta and type(delta) is dict:
+            return None
+    parts = content.parts
+    return parts[0].text if len(parts) == 1 else "".join(part.text for part in parts)
+
+
 # Keys that can make the full parser emit something besides the content's text.
 _EVENT_KEYS = _ERROR_KEYS | {"type", "stateDelta", "state_delta", "turnComplete", "turn_complete"}
-
-
-def _partial_text(obj: dict[str, Any]) -> str | None:
-    """The text of the usual partial-text event (one model text part, no state change, no
-    error), read without the full parser; ``None`` for any other event, which then takes it."""
-    if obj.get("partial") is not True or not _EVENT_KEYS.isdisjoint(obj):
-        return None
-    if "actions" in obj and _state_delta(obj) is not None:
-        return None
-    content = obj.get("content")
-    if type(content) is not dict or content.get("role") == "user":
-        return None
-    parts = content.get("parts")
-    if type(parts) is not list or len(parts) != 1:
-        return None
-    part = parts[0]
-    if type(part) is not dict or len(part) != 1:
-        return None
-    text = part.get("text")
-    return text if type(text) is str and text else None
 
 
 # ------------------------------------------------------------------------------ JSON decoding
@@ -482,21 +484,34 @@ _UNDECODABLE = object()
 
 
 @functools.lru_cache(maxsize=1)
-def _fast_loads() -> Callable[[str], Any]:
-    """msgspec's JSON decoder, imported on first use (it costs ~15 ms of import time); it gives
-    what ``json.loads`` gives, or raises where ``json.loads`` may still succeed (NaN, lone
-    surrogates, numbers beyond a double, nesting beyond its limit)."""
-    try:
-        import msgspec
-    except ImportError:  # pragma: no cover - a declared dependency; json still works
-        return json.loads
-    return msgspec.json.Decoder().decode
+def _decoders() -> tuple[Callable[[str], Any], Callable[[str], Any]]:
+    """msgspec's JSON decoders, made on first use (importing msgspec costs ~15 ms).
+
+    The first gives what ``json.loads`` gives, or raises where ``json.loads`` may still succeed
+    (NaN, lone surrogates, numbers beyond a double, nesting beyond its limit). The second reads
+    only the usual event, model text parts and nothing else the full parser reads, without
+    building what it ignores (ids, timestamps, ADK's bookkeeping maps); it raises for any other
+    payload, which then takes the first. A property test keeps the two paths in agreement.
+    """
+    import msgspec
+
+    unset: Any = (msgspec.UnsetType, msgspec.UNSET)  # present at all: not the usual event
+    text_part: Any = msgspec.defstruct("TextPart", [("text", str)], forbid_unknown_fields=True)
+    content = msgspec.defstruct("Content", [("parts", list[text_part]), ("role", Any, None)])
+    actions: Any = msgspec.defstruct(
+        "Actions", [("stateDelta", Any, None), ("state_delta", Any, None)]
+    )
+    fields = [("content", content), ("partial", Any, None), ("actions", actions | None, None)]
+    text_event = msgspec.defstruct(
+        "TextEvent", fields + [(key, *unset) for key in sorted(_EVENT_KEYS)]
+    )
+    return msgspec.json.Decoder().decode, msgspec.json.Decoder(text_event).decode
 
 
 def _loads(data: str) -> Any:
     """``json.loads(data)``, fast, or ``_UNDECODABLE`` (also for nesting too deep to decode)."""
     try:
-        return _fast_loads()(data)
+        return _decoders()[0](data)
     except (ValueError, RecursionError, UnicodeEncodeError):
         pass
     try:

@@ -10,6 +10,7 @@ through the public parsers the way a turn uses them (SSE framing, :func:`parse_s
 from __future__ import annotations
 
 import codecs
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +206,34 @@ def test_a_failing_tool_is_reported_as_errors(mode: str) -> None:
 def test_how_the_bytes_arrive_changes_nothing(mode: str, scenario: str, chunk_size: int) -> None:
     whole = seen(events_of(fixture(mode, scenario)))
     assert seen(events_of(fixture(mode, scenario), chunk_size)) == whole
+
+
+def skeleton(body: bytes) -> list[tuple]:
+    """The shape of a stream without its ids and times: keys, part kinds, flags."""
+    lines = body.decode().split("\n")
+    events = [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: ")]
+    parts = [event.get("content", {}).get("parts", []) for event in events]
+    return [
+        (tuple(event), tuple(next(iter(part)) for part in kinds), event.get("partial"))
+        for event, kinds in zip(events, parts, strict=True)
+    ]
+
+
+@pytest.mark.slow
+def test_a_new_capture_has_the_shapes_of_the_fixtures(tmp_path: Path) -> None:
+    """Guards the capture itself; with another google-adk installed, says to re-capture."""
+    pytest.importorskip("google.adk")
+    from importlib.metadata import version
+
+    recorded = json.loads((FIXTURES / "versions.json").read_text())["google-adk"]
+    if version("google-adk") != recorded:
+        pytest.skip(f"fixtures from google-adk {recorded}: re-capture (see their README)")
+    spec = importlib.util.spec_from_file_location("adk_capture", FIXTURES / "capture.py")
+    assert spec is not None and spec.loader is not None
+    capture = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capture)
+    for path in capture.capture(tmp_path, modes=("progressive_streaming",)):
+        assert skeleton(path.read_bytes()) == skeleton((FIXTURES / path.name).read_bytes())
 
 
 def test_partial_text_events_merge_but_calls_keep_their_place() -> None:

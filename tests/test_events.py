@@ -791,6 +791,39 @@ def test_near_miss_shapes_parse_as_the_full_parser_does(payload: str) -> None:
     assert parse_sse_batch([payload]) == list(parse_sse_data(payload))
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        *({key: True} for key in ("turnComplete", "turn_complete")),
+        *(
+            {key: "E"}
+            for key in ("error", "errorCode", "errorMessage", "error_code", "error_message")
+        ),
+        *({key: {"k": 1}} for key in ("stateDelta", "state_delta")),
+        {"actions": {"stateDelta": {"k": 1}}},
+        {"actions": {"state_delta": {"k": 1}}},
+        {"actions": {"stateDelta": None, "state_delta": {"k": 1}}},
+    ],
+)
+def test_the_usual_event_with_one_more_thing_parses_in_full(extra: dict) -> None:
+    event = {**json.loads(ADK_PARTIAL), **extra}
+    if "stateDelta" in extra or "state_delta" in extra:
+        del event["actions"]  # else its empty stateDelta is the event's (as the full parser reads)
+    payload = compact(event)
+    events = parse_sse_batch([payload])
+    assert events == list(parse_sse_data(payload))
+    assert events[0] == TextChunk('Hello \u00e9\n"q" 城市', partial=True) and len(events) == 2
+
+
+def test_duplicate_keys_count_as_json_loads_counts_them() -> None:
+    for payload in [
+        '{"content":{"parts":[{"text":"a","text":"b"}]},"partial":true}',
+        '{"content":{"parts":[{"text":"a"}]},"partial":true,"partial":false}',
+        '{"content":{"parts":[{"text":"a"}]},"content":{"parts":[{"text":"c"}]},"partial":true}',
+    ]:
+        assert parse_sse_batch([payload]) == list(parse_event(json.loads(payload)))
+
+
 _json_leaf = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)
 )

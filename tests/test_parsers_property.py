@@ -187,10 +187,10 @@ _empty_actions = st.just(
         "requestedToolConfirmations": {},
     }
 )
-_usual_content = st.fixed_dictionaries(  # what the fast path reads: one model text part
+_usual_content = st.fixed_dictionaries(  # what the fast path reads: model text parts only
     {
         "parts": st.lists(
-            st.fixed_dictionaries({"text": st.text(max_size=20)}), min_size=1, max_size=1
+            st.fixed_dictionaries({"text": st.text(max_size=9)}), min_size=1, max_size=3
         )
     },
     optional={"role": st.just("model")},
