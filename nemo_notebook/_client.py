@@ -1084,6 +1084,7 @@ class _Assembly:
         if isinstance(event, ToolCall | ToolResult):
             yield from self._show(self._translator.flush())
         if isinstance(event, ToolCall):
+            self._merger.feed(event)  # every call, repeats too: text after it is a new paragraph
             if not self._tracker.first_time(event):
                 return
             self.calls.append(event)
@@ -1094,7 +1095,8 @@ class _Assembly:
                 yield question
                 return
         elif isinstance(event, StreamError):
-            self.errors.append(event.message)
+            if not any(event.message in said or said in event.message for said in self.errors):
+                self.errors.append(event.message)  # ADK repeats errorMessage as an error frame
         elif isinstance(event, StateDelta):
             self.streamed_state = True
             self._session._apply_delta(event.delta)

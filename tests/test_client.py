@@ -221,18 +221,18 @@ def test_stop_from_the_consumer_ends_the_turn_without_reposting():
 
 def test_events_split_across_network_reads_and_crlf_give_the_same_reply():
     body = (
-        sse(adk_text("Here is ", partial=True))
+        sse(adk_text("Drawing it.", partial=True))
         + sse(adk_call("generate_image", {"prompt": "x"})).replace(b"\n", b"\r\n")
-        + sse(adk_text("your city.", partial=True))
-        + sse(adk_text("Here is your city."))
+        + sse(adk_text("Here is your city.", partial=True))
+        + sse(adk_text("Drawing it.Here is your city."))
     )
     backend = FakeBackend(turn=script(*(body[i : i + 7] for i in range(0, len(body), 7))))
     events: list[object] = []
     reply = make_client(backend).create_session().send("go", on_event=events.append)
-    assert reply.text == "Here is your city."
+    assert reply.text == "Drawing it.\n\nHere is your city."  # text after a call: a new paragraph
     assert [call.name for call in reply.tool_calls] == ["generate_image"]
     texts = [e.text for e in events if isinstance(e, TextDelta)]
-    assert "".join(texts) == "Here is your city."
+    assert "".join(texts) == reply.text
 
 
 def test_stop_from_another_thread_mid_read_ends_the_turn():

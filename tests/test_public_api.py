@@ -20,7 +20,8 @@ EXPECTED_PUBLIC_NAMES = {
     # errors
     "NemoError", "ConfigError", "ClientClosedError", "TransportError", "APIError", "AuthError",
     "SessionNotFoundError", "InsufficientCreditsError", "UnsupportedFileError",
-    "FileTooLargeError", "ClientIdError", "BadRequestError", "ExportBlockedError", "ScopeError", "RateLimitError",
+    "FileTooLargeError", "ClientIdError", "BadRequestError", "ExportBlockedError", "ScopeError",
+    "RateLimitError",
     "ServerError", "TurnError", "StreamFailedError", "TurnTimeoutError", "ExportError",
     "NothingToExportError", "ExportInProgressError", "RenderFailedError", "RenderTimeoutError",
     "CancelNotSupportedError",
