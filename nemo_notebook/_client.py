@@ -1076,7 +1076,11 @@ class _Assembly:
     def take(self, event: Event) -> Iterator[Event]:
         """The events to hand on for one event of the wire (text deduplicated, calls once)."""
         if isinstance(event, TextChunk):
-            yield from self._show(self._translator.feed(self._merger.feed(event)))
+            text = self._merger.feed(event)
+            translator = self._translator
+            yield from self._show(
+                translator.feed(text) if event.partial else translator.feed_message_end(text)
+            )
             return
         if isinstance(event, Unparsed):
             self.unparsed.append(event)

@@ -512,6 +512,15 @@ class _Translator:
         self._emitted = True
         return space + translated
 
+    def passes_through(self, text: str) -> bool:
+        """Take ``text`` unchanged when it has words and no dropped sentence's space is pending
+        (then every sentence of a text without GUI words would come out as it went in; bare
+        whitespace waits, as it may be the gap before a sentence that is dropped)."""
+        if self._pending_space is not None or text.isspace():
+            return False
+        self._emitted = True
+        return True
+
     def _space_before(self, space: str) -> str:
         pending, self._pending_space = self._pending_space, None
         if pending is None:
@@ -554,13 +563,17 @@ _RETRY_HINT = re.compile(
 )
 
 
+def _has_temporary_word(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _TEMPORARY_WORDS)
+
+
 def is_temporary_issue(text: str) -> bool:
     """True for a sentence like "I encountered a temporary issue…" / "遇到了临时问题"."""
     if not isinstance(text, str):
         return False
     sentence = text.strip()
-    lowered = sentence.lower()
-    if len(sentence) > 300 or not any(word in lowered for word in _TEMPORARY_WORDS):
+    if len(sentence) > 300 or not _has_temporary_word(sentence):
         return False
     match = _TEMPORARY_ISSUE.search(sentence)
     return match is not None and match.start() <= 40
@@ -597,6 +610,26 @@ class StreamTranslator:
             self._buffer = self._buffer[used:]
         self._resume = resume - used
         return self._release(units)
+
+    def feed_message_end(self, text: str) -> str:
+        """Add text that ends a message; the same result as :meth:`feed`.
+
+        What follows a message starts with a line break, so a message that ends in a word or
+        a mark ends its last sentence. Such a message with nothing to translate, met with
+        nothing buffered or held, passes whole without being split into sentences (whole
+        messages come one per event when the server does not stream).
+        """
+        if (
+            text
+            and not text[-1].isspace()
+            and not self._buffer
+            and not self._held
+            and not _may_hold_gui(text)
+            and not _has_temporary_word(text)
+            and self._translator.passes_through(text)
+        ):
+            return text
+        return self.feed(text)
 
     def flush(self) -> str:
         """Release the sentence still being written (before a tool call is shown, so text

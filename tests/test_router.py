@@ -427,3 +427,27 @@ def test_trailing_temporary_issue_is_dropped_on_any_chunking(
     dropped = whole[len(shown) :]
     assert issue in dropped
     assert not is_temporary_issue(shown.strip()[-40:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    messages=st.lists(st.one_of(_TEXTS, st.text(max_size=120)), min_size=1, max_size=5),
+    turn_ok=st.booleans(),
+)
+def test_whole_messages_translate_as_when_streamed(messages: list[str], turn_ok: bool) -> None:
+    """``feed_message_end`` (messages separated as the merger separates them) == ``feed``."""
+    pieces = [("\n\n" if index else "") + text for index, text in enumerate(messages)]
+    whole, streamed = StreamTranslator(), StreamTranslator()
+    shown = "".join(whole.feed_message_end(piece) for piece in pieces)
+    shown += whole.finish(turn_ok=turn_ok)
+    expected = "".join(streamed.feed(piece) for piece in pieces) + streamed.finish(turn_ok=turn_ok)
+    assert shown == expected
+    assert whole.actions == streamed.actions
+
+
+def test_a_plain_whole_message_passes_without_sentence_splitting() -> None:
+    stream = StreamTranslator()
+    assert stream.feed_message_end("Here is your city. It glows.") == "Here is your city. It glows."
+    said = stream.feed_message_end("\n\nClick the Export button to download it.")
+    assert said + stream.finish() == ""
+    assert stream.actions == ("export",)
