@@ -71,6 +71,7 @@ OPERATIONS = [
     "GET /api/credits/balance/simple",
     "POST /api/render/proxy/lambda",
     "GET /api/render/proxy/lambda/{render_id}",
+    "POST /api/render/proxy/lambda/{render_id}/cancel",
     "GET /api/render/proxy/{render_id}/download",
     "GET /media/{path}",
 ]

@@ -322,6 +322,14 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                 errors=(401, 403, 404),
             )
         },
+        "/api/render/proxy/lambda/{render_id}/cancel": {
+            "post": _operation(
+                "Cancel a pending or processing render (it then reads back as cancelled)",
+                _ok(_object({"id": _STR, "status": _STR}, ["id", "status"])),
+                params=[render_id],
+                errors=(401, 403, 404, 409),
+            )
+        },
         "/api/render/proxy/{render_id}/download": {
             "get": _operation(
                 "Download a finished render",
