@@ -477,7 +477,7 @@ class Workspace:
         if decision.intent is Intent.UPLOAD:
             if not decision.argument:
                 raise NotebookError("Say which file to upload: `%nemo upload PATH|URL`.")
-            return self.upload(UploadArgs(targets=(decision.argument,), session=args.session))
+            return self.upload(UploadArgs(targets=decision.arguments, session=args.session))
         return self.chat(text, args)
 
     def chat(self, text: str, args: CellArgs) -> Any:

@@ -263,7 +263,7 @@ class Panel(widgets.VBox):
         elif decision.intent is Intent.STATUS:
             self._refresh_tracks()
         elif decision.intent is Intent.UPLOAD:
-            self._upload((decision.argument,) if decision.argument else ())
+            self._upload(decision.arguments)
         else:
             self._run_turn(text)
 

@@ -44,10 +44,16 @@ class Intent(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """The routing decision; ``argument`` is the path or URL for :attr:`Intent.UPLOAD`."""
+    """The routing decision; ``argument`` is the (first) path or URL for :attr:`Intent.UPLOAD`
+    and ``arguments`` all of them ("upload a.png b.jpg")."""
 
     intent: Intent
     argument: str | None = None
+    more: tuple[str, ...] = ()
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        return () if self.argument is None else (self.argument, *self.more)
 
 
 _UPLOAD_EXTENSIONS = (  # PROTOCOL §2
@@ -160,14 +166,27 @@ def _upload_argument(message: str) -> Route | None:
     match = _UPLOAD.fullmatch(message)
     if match is None:
         bare = _bare_media_file(message)
-        return None if bare is None else Route(Intent.UPLOAD, bare)
+        return _several_files(message) if bare is None else Route(Intent.UPLOAD, bare)
     raw_argument = match.group("argument").strip()
     argument = _unquote(raw_argument)
     if not argument:
         return Route(Intent.UPLOAD)
-    if _looks_like_file(argument, quoted=argument != raw_argument):
+    quoted = argument != raw_argument
+    several = None if quoted else _several_files(argument)  # quote a path that has spaces
+    if several is None and _looks_like_file(argument, quoted=quoted):
         return Route(Intent.UPLOAD, argument)
-    return None
+    return several
+
+
+_LIST_SEPARATOR = re.compile(r"\s*(?:,|，|、|\band\b|和|\s)\s*")
+
+
+def _several_files(text: str) -> Route | None:
+    """``a.png b.jpg`` / ``a.png, b.jpg and c.mp4``: several media files, nothing else."""
+    names = [name for name in _LIST_SEPARATOR.split(text.strip()) if name]
+    if len(names) < 2 or not all(_FILE_NAME.fullmatch(name) for name in names):
+        return None
+    return Route(Intent.UPLOAD, names[0], tuple(names[1:]))
 
 
 def route(message: str) -> Route:

@@ -443,6 +443,9 @@ def test_upload_several_files_and_urls_one_request_each(
     with pytest.raises(FileNotFoundError, match=r"missing\.png"):
         line(connected, f"upload {tmp_path / 'a.png'} {tmp_path / 'missing.png'}")
     assert emulator.faults.count("POST", upload_path) == before + 1  # nothing was sent
+    _, cap = cell(connected, "", f"upload {tmp_path / 'a.png'} and {tmp_path / 'b.png'}")
+    assert emulator.faults.count("POST", upload_path) == before + 2  # typed: one request too
+    assert [row.split(" ")[1] for row in cap.stdout.splitlines()] == ["a.png", "b.png"]
 
 
 def test_export_formats_against_the_emulator(connected: InteractiveShell, tmp_path: Path) -> None:

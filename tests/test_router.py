@@ -119,6 +119,24 @@ def test_upload_requests(message: str, argument: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("message", "arguments"),
+    [
+        ("upload a.png b.jpg", ("a.png", "b.jpg")),
+        ("~/a.png, ~/b.jpg and https://x/c.mp4", ("~/a.png", "~/b.jpg", "https://x/c.mp4")),
+        ("上传 a.png 和 b.jpg", ("a.png", "b.jpg")),
+        ("upload photo.png", ("photo.png",)),
+    ],
+)
+def test_several_files_in_one_upload(message: str, arguments: tuple[str, ...]) -> None:
+    decision = route(message)
+    assert decision.intent is Intent.UPLOAD and decision.arguments == arguments
+
+
+def test_files_named_inside_a_request_stay_a_chat_turn() -> None:
+    assert route("make a.png b.jpg into a video").intent is Intent.CHAT
+
+
+@pytest.mark.parametrize(
     "message",
     [
         "add the title 'Export Day'",
