@@ -1009,6 +1009,7 @@ def test_openapi_describes_every_public_endpoint(http: httpx.Client) -> None:
         ("post", "/api/upload-video/nemo_agent/{user}/{session_id}"),
         ("get", "/api/credits/balance/simple"), ("post", "/api/render/proxy/lambda"),
         ("get", "/api/render/proxy/lambda/{render_id}"),
+        ("post", "/api/render/proxy/lambda/{render_id}/cancel"),
         ("get", "/api/render/proxy/{render_id}/download"), ("get", "/media/{path}"),
     }  # fmt: skip
     described = {(method, path) for path, ops in document["paths"].items() for method in ops}
@@ -1024,7 +1025,7 @@ def test_openapi_describes_every_public_endpoint(http: httpx.Client) -> None:
 def test_openapi_validates_as_a_schema(http: httpx.Client) -> None:
     schemathesis = pytest.importorskip("schemathesis")
     schema = schemathesis.openapi.from_dict(http.get("/openapi.json").json())
-    assert len(list(schema.get_all_operations())) == 11
+    assert len(list(schema.get_all_operations())) == 12
 
 
 # -- restart and the CLI ----------------------------------------------------------------------
