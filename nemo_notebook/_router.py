@@ -17,6 +17,9 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+
+from ahocorasick_rs import AhoCorasick
 
 __all__ = [
     "Intent",
@@ -249,8 +252,12 @@ _GUI_KEYWORDS = (
 
 
 def _may_hold_gui(text: str) -> bool:
-    lowered = text.lower()
-    return any(keyword in lowered for keyword in _GUI_KEYWORDS)
+    return bool(_gui_words().find_matches_as_indexes(text.lower()))
+
+
+@cache
+def _gui_words() -> AhoCorasick:
+    return AhoCorasick(_GUI_KEYWORDS)
 
 
 _CLICK = re.compile(
@@ -587,6 +594,16 @@ def _has_temporary_word(text: str) -> bool:
     return any(word in lowered for word in _TEMPORARY_WORDS)
 
 
+@cache
+def _translation_words() -> AhoCorasick:
+    return AhoCorasick(_GUI_KEYWORDS + _TEMPORARY_WORDS)
+
+
+def _may_need_translation(text: str) -> bool:
+    """False when ``text`` holds neither a GUI word nor a temporary-issue word (one pass)."""
+    return bool(_translation_words().find_matches_as_indexes(text.lower()))
+
+
 def is_temporary_issue(text: str) -> bool:
     """True for a sentence like "I encountered a temporary issue…" / "遇到了临时问题"."""
     if not isinstance(text, str):
@@ -610,6 +627,9 @@ class StreamTranslator:
 
     def __init__(self) -> None:
         self._translator = _Translator()
+        # The unit being written: its leading whitespace apart from the rest, so that a long run
+        # of whitespace is kept once, not rescanned on every chunk.
+        self._space: list[str] = []
         self._buffer = ""
         self._resume = 0
         self._held: list[str] = []
@@ -623,11 +643,19 @@ class StreamTranslator:
         """Add streamed text; return the translated sentences that are now complete."""
         if not text:
             return ""
+        if not self._buffer:
+            text = self._keep_leading_space(text)
+            if not text:
+                return ""
         self._buffer += text
         units, used, resume = _split_units(self._buffer, final=False, resume=self._resume)
-        if used:
-            self._buffer = self._buffer[used:]
-        self._resume = resume - used
+        if not units:
+            self._resume = resume
+            return ""
+        units[0] = self._take_space() + units[0]
+        rest = self._buffer[used:]
+        self._buffer = self._keep_leading_space(rest)
+        self._resume = max(0, resume - used - (len(rest) - len(self._buffer)))
         return self._release(units)
 
     def feed_message_end(self, text: str) -> str:
@@ -642,9 +670,9 @@ class StreamTranslator:
             text
             and not text[-1].isspace()
             and not self._buffer
+            and not self._space
             and not self._held
-            and not _may_hold_gui(text)
-            and not _has_temporary_word(text)
+            and not _may_need_translation(text)
             and self._translator.passes_through(text)
         ):
             return text
@@ -653,19 +681,32 @@ class StreamTranslator:
     def flush(self) -> str:
         """Release the sentence still being written (before a tool call is shown, so text
         stays in front of the status lines it preceded); a held temporary issue stays held."""
-        units, _, _ = _split_units(self._buffer, final=True, resume=self._resume)
-        self._buffer = ""
-        self._resume = 0
-        return self._release(units)
+        return self._release(self._final_units())
 
     def finish(self, turn_ok: bool = True) -> str:
         """Flush the rest; when ``turn_ok``, drop a trailing temporary-issue sentence."""
-        units, _, _ = _split_units(self._buffer, final=True, resume=self._resume)
-        self._buffer = ""
-        self._resume = 0
-        shown = self._release(units)
+        shown = self._release(self._final_units())
         held, self._held = "".join(self._held), []
         return shown if turn_ok else shown + held
+
+    def _final_units(self) -> list[str]:
+        space = self._take_space()
+        units, _, _ = _split_units(space + self._buffer, True, self._resume + len(space))
+        self._buffer = ""
+        self._resume = 0
+        return units
+
+    def _keep_leading_space(self, text: str) -> str:
+        """Move the leading whitespace of ``text`` (the current unit's) aside; return the rest."""
+        rest = text.lstrip()
+        if len(rest) < len(text):
+            self._space.append(text[: len(text) - len(rest)])
+        return rest
+
+    def _take_space(self) -> str:
+        space = "".join(self._space)
+        self._space.clear()
+        return space
 
     def _release(self, units: list[str]) -> str:
         shown: list[str] = []

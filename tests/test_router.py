@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nemo_notebook import _router
 from nemo_notebook._router import (
     Intent,
     Route,
@@ -387,7 +388,25 @@ _WORDS = st.sampled_from(
     ]
 )
 _GLUE = st.sampled_from(
-    [" ", ". ", "! ", "? ", ", ", "\n", "\n\n", "。", "！", "，", ".", "  ", "; ", ": ", ".\n", ""]
+    [
+        " ",
+        ". ",
+        "! ",
+        "? ",
+        ", ",
+        "\n",
+        "\n\n",
+        "。",
+        "！",
+        "，",
+        ".",
+        "  ",
+        "; ",
+        ": ",
+        ".\n",
+        "",
+        " \n\t  ",
+    ]
 )
 _TEXTS = st.lists(st.tuples(_WORDS, _GLUE), max_size=12).map(
     lambda pairs: "".join(word + glue for word, glue in pairs)
@@ -469,3 +488,37 @@ def test_a_plain_whole_message_passes_without_sentence_splitting() -> None:
     said = stream.feed_message_end("\n\nClick the Export button to download it.")
     assert said + stream.finish() == ""
     assert stream.actions == ("export",)
+
+
+def _scanned_while_streaming(monkeypatch: pytest.MonkeyPatch, pieces: list[str]) -> tuple[int, str]:
+    """Characters handed to the sentence splitter while ``pieces`` stream, and the text shown."""
+    scanned = 0
+    split_units = _router._split_units
+
+    def counting(buffer: str, final: bool, resume: int = 0) -> tuple[list[str], int, int]:
+        nonlocal scanned
+        scanned += len(buffer)
+        return split_units(buffer, final, resume)
+
+    monkeypatch.setattr(_router, "_split_units", counting)
+    stream = StreamTranslator()
+    shown = "".join(stream.feed(piece) for piece in pieces) + stream.finish()
+    return scanned, shown
+
+
+def test_a_whitespace_only_stream_is_not_rescanned_per_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pieces = [" "] * 20_000 + ["\n"] * 20_000 + ["Done."]
+    scanned, shown = _scanned_while_streaming(monkeypatch, pieces)
+    assert shown == "".join(pieces)
+    assert scanned <= 4 * len(shown)  # the old buffer was rescanned per chunk: ~800 M characters
+
+
+def test_long_leading_whitespace_is_not_rescanned_while_a_sentence_grows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pieces = [" " * 100_000] + ["word "] * 60 + ["end.", " More text."]
+    scanned, shown = _scanned_while_streaming(monkeypatch, pieces)
+    assert shown == "".join(pieces)
+    assert scanned <= 4 * len(shown)
