@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+import struct
+import subprocess
+import sys
+import threading
+import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from nemo_notebook.emulator import provenance, scenes
@@ -234,3 +243,163 @@ def test_parse_sd_parameters_without_negative() -> None:
         "negative_prompt": None,
         "parameters": {"Steps": "4", "Seed": "2"},
     }
+
+
+# -- hostile files: bounded memory and time, never an exception ------------------------------
+
+MB = 1024 * 1024
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    body = kind + payload
+    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def png_with_chunks(*chunks: bytes) -> bytes:
+    """A valid 8x8 PNG with ``chunks`` spliced in after the pixel data, before IEND."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (30, 90, 160)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    end = data.rindex(b"IEND") - 4
+    return data[:end] + b"".join(chunks) + data[end:]
+
+
+def deflate_bomb(inflated_size: int, byte: bytes = b"a") -> bytes:
+    """zlib data that inflates to ``inflated_size`` bytes, made without holding them."""
+    packer = zlib.compressobj(9)
+    block = byte * MB
+    parts = [packer.compress(block) for _ in range(inflated_size // MB)]
+    return b"".join(parts) + packer.flush()
+
+
+def itxt(key: bytes, text: bytes, compressed: bool, method: int = 0) -> bytes:
+    flags = bytes([1 if compressed else 0, method])
+    return png_chunk(b"iTXt", key + b"\0" + flags + b"en\0\0" + text)
+
+
+def _inspect_in_a_memory_limited_child(path: Path, headroom_mb: int) -> subprocess.CompletedProcess:
+    code = f"""
+import resource, re, sys
+from nemo_notebook.emulator import provenance
+status = open("/proc/self/status").read()
+vm = int(re.search(r"VmSize:\\s+(\\d+) kB", status).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + {headroom_mb} * 1024 * 1024,) * 2)
+data = open({str(path)!r}, "rb").read()
+texts = provenance.png_text_chunks(data)
+result = provenance.inspect_image({str(path)!r})
+print(len(str(texts)) + len(str(result)))
+"""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_a_compressed_text_bomb_is_never_inflated(tmp_path: Path) -> None:
+    # ~200 KB of iTXt that inflates to 200 MB: one chunk with zlib (method 0), one with an
+    # undefined method that Pillow skips (and the old reader inflated anyway).
+    bomb = deflate_bomb(200 * MB)
+    assert len(bomb) < 210_000
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_with_chunks(
+        itxt(b"parameters", bomb, compressed=True, method=1),
+        itxt(b"Description", bomb, compressed=True),
+    ))  # fmt: skip
+    done = _inspect_in_a_memory_limited_child(path, headroom_mb=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) < 20_000  # nothing of the bomb is kept
+
+
+def test_text_chunks_are_capped_one_by_one_and_in_all() -> None:
+    just_fits = zlib.compress(b"b" * provenance.MAX_TEXT_CHUNK_BYTES)
+    too_big = zlib.compress(b"c" * (provenance.MAX_TEXT_CHUNK_BYTES + 1))
+    texts = provenance.png_text_chunks(png_with_chunks(
+        itxt(b"fits", just_fits, compressed=True),
+        png_chunk(b"zTXt", b"over\0\0" + too_big),
+        png_chunk(b"tEXt", b"plain\0hello"),
+    ))  # fmt: skip
+    assert texts == {"fits": "b" * provenance.MAX_TEXT_CHUNK_BYTES, "plain": "hello"}
+    many = [itxt(f"k{i}".encode(), just_fits, compressed=True) for i in range(10)]
+    texts = provenance.png_text_chunks(png_with_chunks(*many))
+    assert sum(len(t) for t in texts.values()) <= provenance.MAX_TEXT_BYTES
+
+
+def test_a_long_settings_chunk_parses_in_linear_time(tmp_path: Path) -> None:
+    # Runs of text with no ':' or ',' made the old settings regex quadratic: 60 KB held the
+    # GIL for most of a minute. The bound below is a safety net, far above the real time.
+    hostile = "a cat\nSteps: 20, " + "x" * 60_000 + "\n" + "\n" * 60_000 + "Steps: 4, Seed: 1"
+    path = tmp_path / "slow.png"
+    path.write_bytes(png_with_chunks(png_chunk(b"tEXt", b"parameters\0" + hostile.encode())))
+    outcome: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: outcome.update(provenance.inspect_image(path)))
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "inspecting a 120 KB text chunk took over 20 s"
+    assert outcome["parameters"]["Steps"] == "4" and outcome["parameters"]["Seed"] == "1"
+
+
+@pytest.mark.parametrize(
+    "xmp",
+    [
+        "<x:xmpmeta " + "a" * 500_000 + "</x:xmpmeta>",
+        "<x:xmpmeta><dc:description>x" + " " * 500_000 + "</x:xmpmeta>",
+        "<x:xmpmeta>" + "<a:DigitalSourceType>" * 20_000 + "</x:xmpmeta>",
+    ],
+)
+def test_hostile_xmp_parses_in_linear_time(tmp_path: Path, xmp: str) -> None:
+    path = tmp_path / "xmp.png"
+    path.write_bytes(png_with_chunks(itxt(b"XML:com.adobe.xmp", xmp.encode(), compressed=False)))
+    worker = threading.Thread(target=provenance.inspect_image, args=(path,))
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "a 500 KB XMP packet took over 20 s"
+
+
+def test_deep_json_and_huge_fields_give_a_small_result(tmp_path: Path) -> None:
+    path = tmp_path / "deep.png"
+    path.write_bytes(png_with_chunks(
+        png_chunk(b"tEXt", b"prompt\0" + b"[" * 200_000),
+        png_chunk(b"tEXt", b"workflow\0" + b"{\"nodes\":" * 50_000),
+        png_chunk(b"tEXt", b"Description\0" + b"d" * 200_000),
+        png_chunk(b"tEXt", b"parameters\0Steps: 1, " + b", ".join(
+            f"K{i}: {'v' * 900}".encode() for i in range(200))),
+    ))  # fmt: skip
+    result = provenance.inspect_image(path)
+    assert result["found"] is True
+    assert len(json.dumps(result)) < 100_000
+    assert len(result["parameters"]) <= 64 and len(result["description"]) <= 2000
+
+
+PNG_CHUNK_KINDS = st.sampled_from([b"tEXt", b"zTXt", b"iTXt", b"IDAT", b"IEND", b"caBX"])
+CHUNK_PAYLOADS = st.one_of(
+    st.binary(max_size=300),
+    st.binary(max_size=300).map(zlib.compress),
+    st.tuples(st.binary(max_size=20), st.binary(max_size=4), st.binary(max_size=200)).map(
+        lambda parts: parts[0] + b"\0" + parts[1] + b"\0" + zlib.compress(parts[2])
+    ),
+)
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.lists(st.tuples(PNG_CHUNK_KINDS, CHUNK_PAYLOADS), max_size=8), st.binary(max_size=40))
+def test_png_text_chunks_never_raise(chunks: list[tuple[bytes, bytes]], tail: bytes) -> None:
+    data = b"\x89PNG\r\n\x1a\n" + b"".join(png_chunk(k, p) for k, p in chunks) + tail
+    texts = provenance.png_text_chunks(data)
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in texts.items())
+    assert provenance.png_text_chunks(data[: len(data) // 2]) is not None  # truncated too
+
+
+@FUZZ
+@given(st.text(alphabet=st.sampled_from(list('ab :,"\\\n 5Steps')), max_size=400))
+def test_sd_parameters_never_raise(text: str) -> None:
+    parsed = provenance.parse_sd_parameters("Steps: 1, " + text)
+    assert all(isinstance(v, str) for v in parsed["parameters"].values())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(PNG_CHUNK_KINDS, CHUNK_PAYLOADS), max_size=5))
+def test_inspect_image_never_raises_on_hostile_chunks(
+    tmp_path_factory: pytest.TempPathFactory, chunks: list[tuple[bytes, bytes]]
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "f.png"
+    path.write_bytes(png_with_chunks(*(png_chunk(k, p) for k, p in chunks)))
+    result = provenance.inspect_image(path)
+    assert isinstance(result["summary"], str) and result["summary"]

@@ -280,3 +280,20 @@ def test_an_overlong_draft_is_refused_before_encoding(
             draft, tmp_path / "long.mp4", resolve_media=resolver, width=160, height=90
         )
     assert not (tmp_path / "long.mp4").exists()
+
+
+def test_a_thousand_segment_draft_renders(
+    media: Path, resolver: Callable[[str], Path], tmp_path: Path
+) -> None:
+    # Its filter graph is ~210 KB, over Linux's 128 KB limit for one argument: it must go to
+    # ffmpeg in a file, not on the command line ("Argument list too long").
+    Image.new("RGB", (64, 36), (200, 80, 40)).save(media / "still.png")
+    segments = [{"id": f"s{i}", "st": i * 100, "d": 100, "src": BASE + "still.png"}
+                for i in range(1000)]  # fmt: skip
+    draft = {"d": 100_000, "t": [{"id": "v", "tt": 0, "sg": segments}]}
+    info = render.render_draft(
+        draft, tmp_path / "many.mp4", resolve_media=resolver, width=160, height=90, fps=10,
+        preset="ultrafast",
+    )  # fmt: skip
+    assert info["segments"]["still"] == 1000 and info["duration_ms"] == 100_000
+    assert render.probe(tmp_path / "many.mp4")["duration_s"] == pytest.approx(100, abs=0.5)

@@ -25,7 +25,7 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -50,6 +50,7 @@ from .envelope import (
 )
 from .faults import Faults
 from .handlers import Handlers, balance_view, base_url_of
+from .limits import Limits
 from .media_pool import MediaPool, MediaPoolClosed
 from .media_worker import run_job
 from .openapi import openapi_document
@@ -91,6 +92,7 @@ class EmulatorConfig:
     agent: Any = None  # an object with run_turn(ctx, message); default: the rule-based agent
     variants: VariantSpec = None  # a name, "a,b" or names (variants.VARIANTS); None: none
     state_delay_s: float = DEFAULT_STATE_DELAY_S  # how long the state-slow variant waits
+    limits: Limits = field(default_factory=Limits.from_env)  # per-user ceilings (limits.py)
 
 
 class Emulator:
@@ -213,10 +215,12 @@ class Emulator:
         if not parts or any(p.startswith(".") or "\x00" in p for p in parts):
             return None
         root = self.media_dir.resolve()
-        candidate = root.joinpath(*parts).resolve()
-        if not candidate.is_relative_to(root) or not candidate.is_file():
+        try:
+            candidate = root.joinpath(*parts).resolve()
+            found = candidate.is_relative_to(root) and candidate.is_file()
+        except OSError:  # a name too long for the file system, no permission…
             return None
-        return candidate
+        return candidate if found else None
 
     def media_url(self, base_url: str, path: Path) -> str:
         rel = path.resolve().relative_to(self.media_dir.resolve()).as_posix()

@@ -6,6 +6,11 @@ procedural marker), EXIF (Software, ImageDescription, UserComment, Make/Model), 
 (IPTC DigitalSourceType, CreatorTool), IPTC-IIM, and the presence of a C2PA manifest. Metadata
 can be stripped or edited, so the summary reports what the file says, never a verdict.
 Bad input (truncated, corrupt, not an image) gives ``found: False`` and a ``reason``.
+
+The file is untrusted, so every cost is bounded: compressed text is inflated only up to a cap
+(a zlib bomb is never expanded), text chunks over :data:`MAX_TEXT_CHUNK_BYTES` or beyond
+:data:`MAX_TEXT_BYTES` in all are skipped, every parser is linear in its input (no regex that
+can backtrack), and each field of the result is clipped, so what is stored and served stays small.
 """
 
 from __future__ import annotations
@@ -21,9 +26,23 @@ from typing import Any
 
 from PIL import Image, IptcImagePlugin
 
-__all__ = ["DIGITAL_SOURCE_TYPES", "inspect_image", "parse_sd_parameters"]
+__all__ = [
+    "DIGITAL_SOURCE_TYPES",
+    "MAX_TEXT_BYTES",
+    "MAX_TEXT_CHUNK_BYTES",
+    "inspect_image",
+    "parse_sd_parameters",
+    "png_text_chunks",
+]
 
-_MAX_BYTES = 200_000_000
+_MAX_BYTES = 64 * 1024 * 1024  # of a file read for metadata (it sits near the start)
+MAX_TEXT_CHUNK_BYTES = 256 * 1024  # one PNG text chunk, after inflating
+MAX_TEXT_BYTES = 1024 * 1024  # all PNG text chunks of one image, read or inflated
+_MAX_XMP_CHARS = 1024 * 1024
+_MAX_FIELD_CHARS = 2000  # each text field of the result
+_MAX_PARAMETERS, _MAX_PARAMETER_KEY, _MAX_PARAMETER_VALUE = 64, 100, 500
+_MAX_DECODE_PIXELS = 8192 * 8192  # larger images are not decoded (metadata needs no pixels)
+_PNG_KEYWORD_MAX = 79  # the PNG spec's limit for a text chunk keyword
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PROCEDURAL_SOFTWARE_PREFIX = "nemo_notebook emulator"
 
@@ -83,10 +102,9 @@ def parse_sd_parameters(text: str) -> dict[str, Any]:
     ``"a cat\\nNegative prompt: blurry\\nSteps: 20, Sampler: Euler a, Seed: 1"`` ->
     ``{"prompt": "a cat", "negative_prompt": "blurry", "parameters": {"Steps": "20", ...}}``.
     """
-    lines = text.strip().splitlines()
+    lines = text[:MAX_TEXT_CHUNK_BYTES].strip().splitlines()
     settings_at = next(
-        (i for i in range(len(lines) - 1, -1, -1) if re.match(r"\s*Steps:\s*\d", lines[i])),
-        None,
+        (i for i in range(len(lines) - 1, -1, -1) if _is_settings_line(lines[i])), None
     )
     settings: dict[str, str] = {}
     body = lines
@@ -102,12 +120,63 @@ def parse_sd_parameters(text: str) -> dict[str, Any]:
     }
 
 
+def _is_settings_line(line: str) -> bool:
+    """``Steps: <digit>…`` after optional blanks (the SD WebUI settings line)."""
+    rest = line.lstrip()
+    return rest.startswith("Steps:") and rest[6:].lstrip()[:1].isdigit()
+
+
+def _has_settings_line(text: str) -> bool:
+    return any(_is_settings_line(line) for line in text.splitlines())
+
+
 def _parse_settings_line(line: str) -> dict[str, str]:
-    pattern = re.compile(r'\s*([^:,]+?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
-    return {
-        match.group(1).strip(): match.group(2).strip().strip('"')
-        for match in pattern.finditer(line)
-    }
+    """``Key: value, Key: "quoted, value", …`` -> dict, in one left-to-right pass.
+
+    A key holds no comma or colon; a value is a double-quoted string (backslash escapes) that
+    ends the item, or else runs to the next comma. Each character is looked at a bounded number
+    of times, so a long line without separators costs linear time, not quadratic.
+    """
+    settings: dict[str, str] = {}
+    pos, size, quotes_close = 0, len(line), True
+    while pos < size:
+        colon = line.find(":", pos)
+        if colon < 0:
+            break
+        comma = line.rfind(",", pos, colon)
+        if comma >= 0:  # the text before that comma is no "key: value" item
+            pos = comma + 1
+            continue
+        key = line[pos:colon].strip()
+        start = colon + 1
+        while start < size and line[start].isspace():
+            start += 1
+        end = -1
+        if quotes_close and line.startswith('"', start):
+            end = _closing_quote(line, start + 1)
+            quotes_close = end >= 0  # none now means none later: never scan to the end twice
+            if end >= 0 and end + 1 < size and line[end + 1] != ",":
+                end = -1
+        if end < 0:
+            stop = line.find(",", start)
+            end = (size if stop < 0 else stop) - 1
+        if key:
+            settings[key] = line[start : end + 1].strip().strip('"')
+        pos = end + 2
+    return settings
+
+
+def _closing_quote(text: str, start: int) -> int:
+    """Index of the first ``"`` at or after ``start`` not escaped by a backslash, else -1."""
+    at = start
+    while (quote := text.find('"', at)) >= 0:
+        first = quote
+        while first > start and text[first - 1] == "\\":
+            first -= 1
+        if (quote - first) % 2 == 0:
+            return quote
+        at = quote + 1
+    return -1
 
 
 def _comfy_text(nodes: Mapping[str, Any], link: object, depth: int = 0) -> str | None:
@@ -209,32 +278,68 @@ def _png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
         offset += 12 + length
 
 
-def _png_text_chunks(data: bytes) -> dict[str, str]:
+_TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt"})
+
+
+def png_text_chunks(data: bytes) -> dict[str, str]:
+    """Keyword -> text of the tEXt, zTXt and iTXt chunks in PNG bytes; never raises.
+
+    A chunk whose text is over :data:`MAX_TEXT_CHUNK_BYTES` (inflated) is skipped, and reading
+    stops once :data:`MAX_TEXT_BYTES` were read or inflated in all, so a compression bomb
+    costs at most that much memory and time. Malformed chunks are skipped.
+    """
     texts: dict[str, str] = {}
+    budget = MAX_TEXT_BYTES
     for kind, payload in _png_chunks(data):
-        try:
-            if kind == b"tEXt":
-                key, _, value = payload.partition(b"\0")
-                texts[key.decode("latin-1")] = value.decode("latin-1")
-            elif kind == b"zTXt":
-                key, _, rest = payload.partition(b"\0")
-                texts[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
-            elif kind == b"iTXt":
-                name, text = _parse_itxt(payload)
-                texts[name] = text
-        except (ValueError, zlib.error, UnicodeDecodeError):
+        if kind not in _TEXT_CHUNKS:
             continue
+        if budget <= 0:
+            break
+        limit = min(MAX_TEXT_CHUNK_BYTES, budget)
+        key, raw, cost = _text_chunk(kind, payload, limit)
+        budget -= cost
+        if key is not None and raw is not None:
+            texts[key] = raw.decode("utf-8" if kind == b"iTXt" else "latin-1", "replace")
     return texts
 
 
-def _parse_itxt(payload: bytes) -> tuple[str, str]:
-    key, _, rest = payload.partition(b"\0")
-    compressed, rest = rest[0], rest[2:]
-    _language, _, rest = rest.partition(b"\0")
-    _translated, _, text = rest.partition(b"\0")
-    if compressed:
-        text = zlib.decompress(text)
-    return key.decode("latin-1"), text.decode("utf-8", "replace")
+def _text_chunk(kind: bytes, payload: bytes, limit: int) -> tuple[str | None, bytes | None, int]:
+    """(keyword, text bytes, bytes it cost); keyword or text is None when it is skipped."""
+    keyword, _, rest = payload.partition(b"\0")
+    if not keyword or len(keyword) > _PNG_KEYWORD_MAX:
+        return None, None, len(keyword)
+    key = keyword.decode("latin-1")
+    if kind == b"tEXt":
+        return (key, rest, len(rest)) if len(rest) <= limit else (key, None, 0)
+    if kind == b"zTXt":
+        if not rest:
+            return key, None, 0
+        compressed, method, text = True, rest[:1], rest[1:]
+    else:
+        if len(rest) < 2:
+            return key, None, 0
+        compressed, method = bool(rest[0]), rest[1:2]
+        _language, _, rest = rest[2:].partition(b"\0")
+        _translated, _, text = rest.partition(b"\0")
+    if not compressed:
+        return (key, text, len(text)) if len(text) <= limit else (key, None, 0)
+    if method != b"\0":  # 0 (zlib) is the only method PNG defines
+        return key, None, 0
+    inflated, cost = _inflate(text, limit)
+    return key, inflated, cost
+
+
+def _inflate(compressed: bytes, limit: int) -> tuple[bytes | None, int]:
+    """(the inflated bytes, or None when over ``limit`` or corrupt; bytes produced). Stops at
+    ``limit + 1`` bytes of output, so a bomb is never expanded further."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(compressed, limit + 1)
+    except zlib.error:
+        return None, 0
+    if len(out) > limit or not inflater.eof:
+        return None, len(out)
+    return out, len(out)
 
 
 def _png_has_c2pa(data: bytes) -> bool:
@@ -263,22 +368,29 @@ def _xmp_packet(data: bytes) -> str | None:
     start = data.find(b"<x:xmpmeta")
     if start < 0:
         return None
-    end = data.find(b"</x:xmpmeta>", start)
-    if end < 0:
+    end = data.find(b"</x:xmpmeta>", start, start + _MAX_XMP_CHARS)
+    if end < 0:  # absent, or a packet too large to be real metadata
         return None
     return data[start : end + len(b"</x:xmpmeta>")].decode("utf-8", "replace")
 
 
-def _xmp_value(xmp: str, name: str) -> str | None:
-    """A property written as an attribute, an element, or an rdf:resource."""
+def _xmp_value(xmp: str, name: str, any_prefix: bool = False) -> str | None:
+    """A property written as an attribute, an element, or an rdf:resource.
+
+    ``any_prefix``: the element may carry any namespace prefix (``foo:Name``). Every pattern
+    starts with a literal and has no two quantifiers that can match the same text, so a search
+    is linear in the packet (no catastrophic backtracking on long runs of letters or blanks).
+    """
+    literal = re.escape(name)
+    tag = rf"(?:\w+:)?{literal}" if any_prefix else literal
     patterns = (
-        rf'{name}\s*=\s*"([^"]*)"',
-        rf"<{name}>\s*([^<]+?)\s*</{name}>",
-        rf'<{name}\s+rdf:resource\s*=\s*"([^"]*)"',
-        rf"<{name}>\s*<rdf:Alt>\s*<rdf:li[^>]*>([^<]*)</rdf:li>",
+        rf'{literal}\s*=\s*"([^"]*)"',  # unanchored: any prefix before the name matches too
+        rf"<{tag}>([^<]*)</{tag}>",
+        rf'<{tag}\s+rdf:resource\s*=\s*"([^"]*)"',
+        rf"<{tag}>\s*<rdf:Alt>\s*<rdf:li[^>]*>([^<]*)</rdf:li>",
     )
     for pattern in patterns:
-        match = re.search(pattern, xmp, re.DOTALL)
+        match = re.search(pattern, xmp)
         if match and match.group(1).strip():
             return match.group(1).strip()
     return None
@@ -350,11 +462,16 @@ def _read_png_texts(texts: Mapping[str, str], facts: _Findings) -> None:
     _read_software_chunks(texts, facts)
 
 
-def _read_json_parameters(raw: str, facts: _Findings) -> None:
+def _json(raw: str | None) -> Any:
+    """Parsed JSON, or None (malformed, or nested too deep for the parser)."""
     try:
-        data = json.loads(raw)
-    except ValueError:
-        return
+        return json.loads(raw or "")
+    except (ValueError, RecursionError):
+        return None
+
+
+def _read_json_parameters(raw: str, facts: _Findings) -> None:
+    data = _json(raw)
     if isinstance(data, Mapping):
         generator = str(data.get("version") or data.get("software") or "Fooocus-style tool")
         parsed = {
@@ -370,9 +487,8 @@ def _read_json_parameters(raw: str, facts: _Findings) -> None:
 
 
 def _read_comfy(raw: str, label: str, facts: _Findings) -> None:
-    try:
-        data = json.loads(raw)
-    except ValueError:
+    data = _json(raw)
+    if data is None and raw.strip() != "null":
         if label == "prompt":  # a plain-text prompt chunk from some other tool
             facts.set("prompt", raw.strip(), "PNG text chunk 'prompt'")
         return
@@ -382,10 +498,7 @@ def _read_comfy(raw: str, label: str, facts: _Findings) -> None:
 
 
 def _read_invoke(raw: str, facts: _Findings) -> None:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return
+    data = _json(raw)
     if isinstance(data, Mapping):
         model = data.get("model")
         settings = {
@@ -426,10 +539,7 @@ def _read_software_chunks(texts: Mapping[str, str], facts: _Findings) -> None:
 
 
 def _read_novelai_comment(comment: str | None, facts: _Findings) -> None:
-    try:
-        data = json.loads(comment or "")
-    except ValueError:
-        return
+    data = _json(comment)
     if not isinstance(data, Mapping):
         return
     facts.set("negative_prompt", data.get("uc"), "PNG text chunk 'Comment' (NovelAI JSON)")
@@ -458,7 +568,7 @@ def _read_exif(image: Image.Image, facts: _Findings) -> None:
         (comment, "EXIF UserComment (0x9286)"),
         (description, "EXIF ImageDescription (0x010E)"),
     ):
-        if isinstance(text, str) and re.search(r"(^|\n)\s*Steps:\s*\d", text):
+        if isinstance(text, str) and _has_settings_line(text[:MAX_TEXT_CHUNK_BYTES]):
             facts.generation("Stable Diffusion WebUI", parse_sd_parameters(text), source)
     if comment and not facts.result["prompt"]:
         facts.set("description", comment, "EXIF UserComment (0x9286)")
@@ -469,7 +579,7 @@ def _read_xmp(data: bytes, facts: _Findings) -> None:
     if xmp is None:
         return
     source_type = _xmp_value(xmp, "Iptc4xmpExt:DigitalSourceType") or _xmp_value(
-        xmp, r"[\w]*:?DigitalSourceType"
+        xmp, "DigitalSourceType", any_prefix=True
     )
     if source_type:
         facts.set(
@@ -529,11 +639,12 @@ def inspect_image(path: str | os.PathLike[str]) -> dict[str, Any]:
         return result
     with image:
         if result["format"] == "PNG":
-            _read_png_texts(_png_text_chunks(data), facts)
+            _read_png_texts(png_text_chunks(data), facts)
         _read_exif(image, facts)
         _read_iptc(image, facts)
     _read_xmp(data, facts)
     _read_c2pa(data, result["format"], facts)
+    _clip_result(result)
     result["found"] = any(
         result[key]
         for key in (
@@ -550,6 +661,25 @@ def inspect_image(path: str | os.PathLike[str]) -> dict[str, Any]:
     return result
 
 
+_CLIPPED_FIELDS = ("generator", "prompt", "negative_prompt", "software", "digital_source_type",
+                   "camera", "description")  # fmt: skip
+
+
+def _clip_result(result: dict[str, Any]) -> None:
+    """Keep every text field and the parameters small: the result is stored and served."""
+    for key in _CLIPPED_FIELDS:
+        if isinstance(result[key], str):
+            result[key] = _clip(result[key], _MAX_FIELD_CHARS)
+    kept = list(result["parameters"].items())[:_MAX_PARAMETERS]
+    result["parameters"] = {
+        _clip(str(k), _MAX_PARAMETER_KEY): _clip(str(v), _MAX_PARAMETER_VALUE) for k, v in kept
+    }
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _open_image(path: Path, result: dict[str, Any]) -> Image.Image | None:
     try:
         image = Image.open(path)
@@ -558,6 +688,8 @@ def _open_image(path: Path, result: dict[str, Any]) -> Image.Image | None:
     except Exception as exc:  # Pillow raises many types for non-images
         result["reason"] = f"not an image Pillow can read ({type(exc).__name__})"
         return None
+    if image.size[0] * image.size[1] > _MAX_DECODE_PIXELS:
+        return image  # the header is enough for metadata; decoding would cost GBs
     try:
         image.load()
     except Exception as exc:  # truncated or corrupt pixel data

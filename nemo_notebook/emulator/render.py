@@ -777,11 +777,22 @@ def _mix_audio(graph: _Graph, total: str) -> None:
     )
 
 
-def _command(graph: _Graph, plan: _Plan, output: Path, preset: str, fmt: OutputFormat) -> list[str]:
+def _write_graph_script(graph: _Graph, workdir: Path) -> Path:
+    """The filter graph as a file: a draft of many segments makes a graph far longer than one
+    command-line argument may be (``Argument list too long``)."""
+    script = workdir / "graph.txt"
+    script.write_text(";\n".join(graph.chains) + "\n", encoding="utf-8")
+    return script
+
+
+def _command(
+    graph: _Graph, plan: _Plan, output: Path, preset: str, fmt: OutputFormat, workdir: Path
+) -> list[str]:
     command = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
     for args in graph.inputs:
         command += args
-    command += ["-filter_complex", ";".join(graph.chains), "-map", "[vout]"]
+    # "-/option file" reads the option's value from a file (ffmpeg 7+; the bundled one is 9).
+    command += ["-/filter_complex", str(_write_graph_script(graph, workdir)), "-map", "[vout]"]
     command += _encoder_args(plan, preset, fmt)
     command += ["-progress", "pipe:1", "-nostats", str(output)]
     return command
@@ -894,7 +905,8 @@ def render_draft(
             graph = _build_graph(plan, Path(work), fmt)
         except (OSError, ValueError, MemoryError) as exc:  # Pillow on absurd text styles
             raise RenderError(f"could not prepare the text overlays: {exc}") from exc
-        _run_ffmpeg(_command(graph, plan, tmp, preset, fmt), plan.duration_s, on_progress)
+        command = _command(graph, plan, tmp, preset, fmt, Path(work))
+        _run_ffmpeg(command, plan.duration_s, on_progress)
         if tmp.stat().st_size == 0:
             raise RenderError("ffmpeg produced an empty file")
     if on_progress is not None:

@@ -1,6 +1,10 @@
 """Render jobs: the submit/status/download/cancel endpoints and the background worker that
 renders queued drafts one at a time (with ``render.render_draft``; formats in ``files``).
 
+Each user may have ``Limits.renders_per_user`` jobs pending or processing (HTTP 429 beyond),
+and the worker takes waiting jobs round-robin across users (:class:`FairQueue`), so one user's
+long queue never holds another user's export for more than the job in progress.
+
 Variants (see ``variants``) change the answers here: ``render-top-level`` (fields at the top
 level, ``data: null``), ``render-percent`` (progress 0-100), ``plan-402`` (submit refused by
 the free plan) and ``no-cancel`` (the cancel endpoint does not exist)."""
@@ -8,10 +12,12 @@ the free plan) and ``no-cancel`` (the cancel endpoint does not exist)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +29,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from .envelope import ApiError, bad_request, envelope, read_json_object
 from .files import OUTPUT_FORMATS
 from .handlers import Handlers, base_url_of
-from .store import DuplicateRender
+from .store import DuplicateRender, TooManyRenders
+from .uploads import storage_full
 from .variants import ActiveVariants
 
 if TYPE_CHECKING:
@@ -70,6 +77,9 @@ class RenderHandlers(Handlers):
                 "export is blocked on the free plan for requests without attribution headers "
                 "(X-Skill-Source, X-Skill-Version, X-Skill-Platform)",
             )
+        limits = self.emu.config.limits
+        if self.store.storage_used(info.user_id) >= limits.user_storage_bytes:
+            raise storage_full(limits.user_storage_bytes)
         try:
             self.store.create_render(
                 order.render_id,
@@ -78,10 +88,15 @@ class RenderHandlers(Handlers):
                 order.draft,
                 order.quality,
                 output_format=order.output_format,
+                max_unfinished=limits.renders_per_user,
             )
         except DuplicateRender as exc:
             raise ApiError(409, 409, str(exc)) from exc
-        self.emu.renders.submit(order.render_id)
+        except TooManyRenders as exc:
+            raise ApiError(
+                429, 429, f"{exc}: wait for one to finish or cancel one, then submit again"
+            ) from exc
+        self.emu.renders.submit(order.render_id, info.user_id)
         data = {"id": order.render_id, "status": "pending", "progress": 0}
         return render_answer(data, active, repeat_at_top=False)
 
@@ -188,8 +203,48 @@ class _CancelRender(Exception):
     """Raised from the progress callback when the job was cancelled (ffmpeg is killed)."""
 
 
+class FairQueue:
+    """Waiting render ids, taken round-robin across users: the next job is the oldest of the
+    user served longest ago (a user not served yet comes first), so no user waits behind
+    another user's whole queue."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, deque[str]] = {}  # user -> ids in submit order
+        # user -> turn number of their last job taken, kept for every user who rendered: one
+        # just served waits behind the others
+        self._served: dict[str, int] = {}
+        self._turns = itertools.count()
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids in self._waiting.values())
+
+    def push(self, user_id: str, render_id: str) -> None:
+        self._waiting.setdefault(user_id, deque()).append(render_id)
+
+    def pop(self) -> str | None:
+        """The next render id, or None when nothing waits."""
+        if not self._waiting:
+            return None
+        user = min(self._waiting, key=lambda u: self._served.get(u, -1))  # ties: first waiting
+        ids = self._waiting[user]
+        render_id = ids.popleft()
+        self._served[user] = next(self._turns)
+        if not ids:
+            del self._waiting[user]
+        return render_id
+
+    def remove(self, render_id: str) -> bool:
+        for user, ids in self._waiting.items():
+            if render_id in ids:
+                ids.remove(render_id)
+                if not ids:
+                    del self._waiting[user]
+                return True
+        return False
+
+
 class RenderWorker:
-    """One background thread that renders queued jobs in order.
+    """One background thread that renders queued jobs, fairly across users (:class:`FairQueue`).
 
     A job's status changes under ``_cond``, so a cancel and the worker's own updates never
     cross: once cancelled, a job stays cancelled and its file (if it got one) is removed.
@@ -197,7 +252,7 @@ class RenderWorker:
 
     def __init__(self, emulator: Emulator) -> None:
         self._emulator = emulator
-        self._queue: list[str] = []
+        self._queue = FairQueue()
         self._cancelled: set[str] = set()
         self._cond = threading.Condition()
         self._stopped = False
@@ -206,7 +261,8 @@ class RenderWorker:
     def start(self) -> None:
         self._remove_partial_outputs()
         for render_id in self._emulator.store.requeue_unfinished_renders():
-            self.submit(render_id)
+            job = self._emulator.store.get_render(render_id)
+            self.submit(render_id, job["user_id"] if job else "")
         self._thread.start()
 
     def _remove_partial_outputs(self) -> None:
@@ -214,9 +270,9 @@ class RenderWorker:
         for leftover in (self._emulator.media_dir / "renders").glob(".*.part*"):
             leftover.unlink(missing_ok=True)
 
-    def submit(self, render_id: str) -> None:
+    def submit(self, render_id: str, user_id: str) -> None:
         with self._cond:
-            self._queue.append(render_id)
+            self._queue.push(user_id, render_id)
             self._cond.notify()
 
     def cancel(self, render_id: str) -> bool:
@@ -227,8 +283,7 @@ class RenderWorker:
             if job is None or job["status"] not in (*UNFINISHED, "cancelled"):
                 return False
             self._cancelled.add(render_id)
-            if render_id in self._queue:
-                self._queue.remove(render_id)
+            self._queue.remove(render_id)
             self._emulator.store.update_render(render_id, status="cancelled", error="cancelled")
             return True
 
@@ -251,7 +306,7 @@ class RenderWorker:
         with self._cond:
             while not self._queue and not self._stopped:
                 self._cond.wait()
-            return None if self._stopped else self._queue.pop(0)
+            return None if self._stopped else self._queue.pop()
 
     def _loop(self) -> None:
         while (render_id := self._next()) is not None:

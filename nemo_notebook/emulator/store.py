@@ -43,6 +43,7 @@ __all__ = [
     "TokenExpired",
     "TokenInfo",
     "TokenInvalid",
+    "TooManyRenders",
     "default_state",
     "iso_utc",
 ]
@@ -93,6 +94,8 @@ CREATE TABLE IF NOT EXISTS renders (
     status TEXT NOT NULL, progress REAL NOT NULL, draft TEXT NOT NULL, quality TEXT NOT NULL,
     output_rel TEXT, size INTEGER, error TEXT, created_at REAL NOT NULL,
     updated_at REAL NOT NULL, format TEXT NOT NULL DEFAULT 'mp4');
+CREATE INDEX IF NOT EXISTS renders_user ON renders (user_id, status);
+CREATE INDEX IF NOT EXISTS uploads_user ON uploads (user_id);
 CREATE TABLE IF NOT EXISTS claims (
     claim_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, session_id TEXT NOT NULL,
     task_id TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL);
@@ -126,6 +129,14 @@ class InsufficientCredits(StoreError):
 
 class DuplicateRender(StoreError):
     """A render job with that id exists already."""
+
+
+class TooManyRenders(StoreError):
+    """The user has as many unfinished render jobs as allowed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} render jobs per user may be pending or processing")
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -633,6 +644,16 @@ class Store:
         with self._transaction() as db:
             db.execute(f"INSERT INTO uploads VALUES ({', '.join('?' * len(values))})", values)
 
+    def storage_used(self, user_id: str) -> int:
+        """Bytes a user keeps on disk: stored uploads plus finished render outputs."""
+        rows = self._query(
+            "SELECT (SELECT COALESCE(SUM(size), 0) FROM uploads WHERE user_id = ?) + "
+            "(SELECT COALESCE(SUM(size), 0) FROM renders WHERE user_id = ? "
+            "AND output_rel IS NOT NULL) AS used",
+            (user_id, user_id),
+        )
+        return int(rows[0]["used"])
+
     def list_uploads(self, session_id: str) -> list[dict[str, Any]]:
         """The uploads of a session, oldest first."""
         rows = self._query(
@@ -650,12 +671,22 @@ class Store:
         draft: dict[str, Any],
         quality: str,
         output_format: str = "mp4",
+        max_unfinished: int | None = None,
     ) -> None:
-        """A new pending render job; raises DuplicateRender if the id is taken."""
+        """A new pending render job; raises DuplicateRender if the id is taken and
+        TooManyRenders if the user has ``max_unfinished`` pending or processing jobs already."""
         now = self.clock()
         row = (render_id, user_id, session_id, json.dumps(draft), quality, output_format, now, now)
         try:
             with self._transaction() as db:
+                if max_unfinished is not None:
+                    (unfinished,) = db.execute(
+                        "SELECT COUNT(*) FROM renders WHERE user_id = ? "
+                        "AND status IN ('pending', 'processing')",
+                        (user_id,),
+                    ).fetchone()
+                    if unfinished >= max_unfinished:
+                        raise TooManyRenders(max_unfinished)
                 db.execute(
                     "INSERT INTO renders (id, user_id, session_id, status, progress, draft, "
                     "quality, format, created_at, updated_at) "

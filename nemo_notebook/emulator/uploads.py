@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import re
 import secrets
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from starlette.responses import Response
 
 from .envelope import ApiError, bad_request, envelope, read_json_object
 from .handlers import Handlers, base_url_of, is_loopback_host
+from .limits import MB, Limits
 from .store import SessionRecord
 
 if TYPE_CHECKING:
@@ -51,6 +53,10 @@ _CONTENT_TYPE_EXTENSIONS = {
 class UploadHandlers(Handlers):
     """The upload endpoint: multipart files or JSON ``{"urls": [...]}``."""
 
+    def __init__(self, emulator: Emulator) -> None:
+        super().__init__(emulator)
+        self.in_flight = InFlightBytes()
+
     async def upload(self, request: Request) -> Response:
         info = self.authenticate(request, "upload")
         params = request.path_params
@@ -58,20 +64,36 @@ class UploadHandlers(Handlers):
         user_dir = self.emu.media_dir / "uploads" / info.user_id
         user_dir.mkdir(parents=True, exist_ok=True)
         content_type = request.headers.get("content-type", "").lower()
-        if content_type.startswith("multipart/form-data"):
-            received = await self._receive_files(request, user_dir)
-        elif content_type.startswith("application/json"):
-            received = await self._fetch_urls(request, user_dir)
-        else:
-            raise ApiError(
-                415, 415, "send multipart/form-data (field 'files') or JSON {\"urls\": [...]}"
-            )
-        files = await self._store_uploads(session, received, user_dir, base_url_of(request))
+        quota = self._quota(info.user_id)
+        try:
+            if content_type.startswith("multipart/form-data"):
+                received = await self._receive_files(request, user_dir, quota)
+            elif content_type.startswith("application/json"):
+                received = await self._fetch_urls(request, user_dir, quota)
+            else:
+                raise ApiError(
+                    415, 415, "send multipart/form-data (field 'files') or JSON {\"urls\": [...]}"
+                )
+            files = await self._store_uploads(session, received, user_dir, base_url_of(request))
+        finally:
+            quota.close()  # after the kept files are in the store, so they are never uncounted
         return envelope({"files": files})
 
-    async def _receive_files(self, request: Request, user_dir: Path) -> list[ReceivedFile]:
+    def _quota(self, user_id: str) -> UploadQuota:
+        limits: Limits = self.emu.config.limits
+        return UploadQuota(
+            user_id,
+            self.in_flight,
+            lambda: self.store.storage_used(user_id),
+            limits.upload_request_bytes,
+            limits.user_storage_bytes,
+        )
+
+    async def _receive_files(
+        self, request: Request, user_dir: Path, quota: UploadQuota
+    ) -> list[ReceivedFile]:
         limit = self.emu.config.max_upload_bytes
-        sink = UploadSink(user_dir, limit)
+        sink = UploadSink(user_dir, limit, quota=quota)
         try:
             await receive_multipart(request, sink)
         except ApiError:
@@ -85,7 +107,9 @@ class UploadHandlers(Handlers):
             raise bad_request("no files in the upload: send them in the multipart field 'files'")
         return sink.files
 
-    async def _fetch_urls(self, request: Request, user_dir: Path) -> list[ReceivedFile]:
+    async def _fetch_urls(
+        self, request: Request, user_dir: Path, quota: UploadQuota
+    ) -> list[ReceivedFile]:
         body = await read_json_object(request, self.emu.config.max_json_bytes)
         urls = body.get("urls")
         if body.get("source_type", "url") != "url":
@@ -93,7 +117,7 @@ class UploadHandlers(Handlers):
         if not isinstance(urls, list) or not urls or len(urls) > MAX_FILES_PER_UPLOAD:
             raise bad_request(f"'urls' must be a list of 1-{MAX_FILES_PER_UPLOAD} URLs")
         checked = [check_fetch_url(url) for url in urls]
-        fetcher = UrlFetcher(user_dir, self.emu.config.max_upload_bytes)
+        fetcher = UrlFetcher(user_dir, self.emu.config.max_upload_bytes, quota)
         try:
             await fetcher.fetch_all(checked)
         except BaseException:
@@ -104,9 +128,12 @@ class UploadHandlers(Handlers):
     async def _store_uploads(
         self, session: SessionRecord, received: list[ReceivedFile], user_dir: Path, base_url: str
     ) -> list[dict[str, Any]]:
+        max_pixels = self.emu.config.limits.image_pixels
         try:
             probes = [
-                await run_in_threadpool(check_content, f.temp_path, f.extension, f.filename)
+                await run_in_threadpool(
+                    check_content, f.temp_path, f.extension, f.filename, max_pixels
+                )
                 for f in received
             ]
         except BaseException:
@@ -196,6 +223,98 @@ def too_large(limit: int) -> ApiError:
     )
 
 
+def _mb(size: int) -> str:
+    return f"{size / MB:.0f} MB" if size >= MB else f"{size} bytes"
+
+
+def request_too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        4002,
+        f"upload too large: one request may carry at most {_mb(limit)} in all; "
+        "send the files in several requests",
+    )
+
+
+def storage_full(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        4002,
+        f"storage full: this user's uploads and renders may take at most {_mb(limit)}; "
+        "start the emulator with a larger NEMO_EMULATOR_USER_STORAGE_BYTES or a new data directory",
+    )
+
+
+def image_too_large(filename: str, max_pixels: int, size: tuple[int, int] | None) -> ApiError:
+    dims = f"{size[0]}x{size[1]} pixels" if size else "too many pixels"
+    return ApiError(
+        413,
+        4002,
+        f"image too large: {filename!r} has {dims}, over the limit of "
+        f"{max_pixels / 1e6:.0f} megapixels; scale it down and upload it again",
+    )
+
+
+class InFlightBytes:
+    """Bytes each user's unfinished upload requests have written so far (all requests)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bytes: dict[str, int] = {}
+
+    def add(self, user_id: str, size: int) -> int:
+        """Add ``size`` (negative to release) and return the user's new total."""
+        with self._lock:
+            total = self._bytes.get(user_id, 0) + size
+            if total > 0:
+                self._bytes[user_id] = total
+            else:
+                self._bytes.pop(user_id, None)
+            return max(total, 0)
+
+
+class UploadQuota:
+    """What one upload request may still write: the per-request limit, and the user's storage
+    limit counting what is stored and what the user's other uploads are writing right now.
+
+    Charged chunk by chunk while the body streams, so a refusal comes before the bytes land.
+    """
+
+    _REFRESH_BYTES = 8 * MB  # re-read the stored total this often (renders finish meanwhile)
+
+    def __init__(
+        self,
+        user_id: str,
+        in_flight: InFlightBytes,
+        stored: Callable[[], int],
+        request_limit: int,
+        user_limit: int,
+    ) -> None:
+        self.user_id = user_id
+        self.in_flight = in_flight
+        self.read_stored = stored
+        self.request_limit = request_limit
+        self.user_limit = user_limit
+        self.received = 0
+        self._stored = stored()
+        self._refreshed_at = 0
+
+    def charge(self, size: int) -> None:
+        self.received += size
+        writing = self.in_flight.add(self.user_id, size)
+        if self.received > self.request_limit:
+            raise request_too_large(self.request_limit)
+        if self.received - self._refreshed_at >= self._REFRESH_BYTES:
+            self._stored, self._refreshed_at = self.read_stored(), self.received
+        if self._stored + writing > self.user_limit:
+            raise storage_full(self.user_limit)
+
+    def close(self) -> None:
+        """Release this request's bytes from the in-flight count (once)."""
+        self.in_flight.add(self.user_id, -self.received)
+        self.received = 0
+
+
 @dataclass
 class ReceivedFile:
     """One uploaded file written to a temporary path."""
@@ -212,10 +331,17 @@ class UploadSink:
 
     FILE_FIELDS = ("files", "file")
 
-    def __init__(self, temp_dir: Path, max_bytes: int, max_files: int = MAX_FILES_PER_UPLOAD):
+    def __init__(
+        self,
+        temp_dir: Path,
+        max_bytes: int,
+        max_files: int = MAX_FILES_PER_UPLOAD,
+        quota: UploadQuota | None = None,
+    ):
         self.temp_dir = temp_dir
         self.max_bytes = max_bytes
         self.max_files = max_files
+        self.quota = quota
         self.files: list[ReceivedFile] = []
         self._current: ReceivedFile | None = None
         self._handle: Any = None
@@ -267,6 +393,8 @@ class UploadSink:
         current.size += end - start
         if current.size > self.max_bytes:
             raise too_large(self.max_bytes)
+        if self.quota is not None:
+            self.quota.charge(end - start)
         chunk = data[start:end]
         self._handle.write(chunk)
         current.sha256.update(chunk)
@@ -364,8 +492,11 @@ _EXPECTED_FAMILIES = {
 }  # fmt: skip
 
 
-def check_content(path: Path, ext: str, filename: str) -> dict[str, Any]:
-    """Refuse content that contradicts the extension; return probed width/height/duration/fps."""
+def check_content(
+    path: Path, ext: str, filename: str, max_pixels: int = Limits.image_pixels
+) -> dict[str, Any]:
+    """Refuse content that contradicts the extension, and images over ``max_pixels``; return
+    probed width/height/duration/fps."""
     with path.open("rb") as handle:
         head = handle.read(32)
     if not head:
@@ -377,20 +508,25 @@ def check_content(path: Path, ext: str, filename: str) -> dict[str, Any]:
     if family is not None and family not in expected:
         raise unsupported_type(f"{filename!r} has extension .{ext} but its content is {family}")
     if _FILE_TYPES[ext] == "image":
-        return _probe_image(path, ext, filename)
+        return _probe_image(path, ext, filename, max_pixels)
     return _probe_media(path)
 
 
-def _probe_image(path: Path, ext: str, filename: str) -> dict[str, Any]:
+def _probe_image(path: Path, ext: str, filename: str, max_pixels: int) -> dict[str, Any]:
+    """Format and size from the header only: pixels are never decoded here."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
             fmt, (width, height) = image.format, image.size
+    except Image.DecompressionBombError as exc:  # over Pillow's own ceiling, size unknown
+        raise image_too_large(filename, max_pixels, None) from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise unsupported_type(f"{filename!r} is not a readable image") from exc
     if fmt != _IMAGE_FORMATS[ext]:
         raise unsupported_type(f"{filename!r} has extension .{ext} but contains {fmt}")
+    if width * height > max_pixels:
+        raise image_too_large(filename, max_pixels, (width, height))
     return {"width": width, "height": height, "duration": None, "fps": None}
 
 
@@ -444,9 +580,10 @@ def check_fetch_url(url: Any) -> str:
 class UrlFetcher:
     """Downloads loopback URLs to temporary files with the upload size limit."""
 
-    def __init__(self, temp_dir: Path, max_bytes: int) -> None:
+    def __init__(self, temp_dir: Path, max_bytes: int, quota: UploadQuota | None = None) -> None:
         self.temp_dir = temp_dir
         self.max_bytes = max_bytes
+        self.quota = quota
         self.files: list[ReceivedFile] = []
 
     async def fetch_all(self, urls: Iterable[str]) -> None:
@@ -466,6 +603,8 @@ class UrlFetcher:
                         received.size += len(chunk)
                         if received.size > self.max_bytes:
                             raise too_large(self.max_bytes)
+                        if self.quota is not None:
+                            self.quota.charge(len(chunk))
                         handle.write(chunk)
                         received.sha256.update(chunk)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
