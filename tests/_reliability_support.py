@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -117,8 +118,8 @@ def logged(handle: Any, method: str, path: str, expected: int, timeout: float = 
 
 
 def chat_history(url: str, session_id: str) -> list[dict[str, Any]]:
-    """The chat messages the emulator saved (admin endpoint, loopback only)."""
-    with httpx.Client(base_url=url, timeout=10) as http:
+    """The chat messages the emulator saved (admin endpoint)."""
+    with httpx.Client(base_url=url, timeout=10, headers=admin_headers(url)) as http:
         response = http.get("/_emulator/history", params={"session_id": session_id})
     return list(response.json()["data"]["messages"])
 
@@ -214,9 +215,10 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "nemo_notebook._cli", "serve", "--port", str(port)]
         command += ["--data-dir", str(data_dir), "--time-scale", str(time_scale)]
+        env = {**os.environ, "NEMO_EMULATOR_ADMIN_SECRET": SERVER_PROCESS_ADMIN_SECRET}
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
         listening = f"listening on {self.url}"
         if not wait_until(lambda: listening in self._log() or self.process.poll() is not None, 30):
@@ -256,15 +258,29 @@ class ServerProcess:
             self.process.wait(5)
 
 
+SERVER_PROCESS_ADMIN_SECRET = secrets.token_urlsafe(32)  # every ServerProcess uses it
+
+
+def admin_headers(url: str) -> dict[str, str]:
+    """The admin header of the emulator at ``url``: one started in this process by ``start()``,
+    else a :class:`ServerProcess`."""
+    from nemo_notebook.emulator.server import running  # lazily: it imports uvicorn
+
+    handle = running(url)
+    if handle is not None:
+        return handle.admin_headers()
+    return {"X-Emulator-Admin": SERVER_PROCESS_ADMIN_SECRET}
+
+
 def admin_post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    with httpx.Client(base_url=url, timeout=10) as http:
+    with httpx.Client(base_url=url, timeout=10, headers=admin_headers(url)) as http:
         response = http.post(path, json=body)
     response.raise_for_status()
     return dict(response.json()["data"])
 
 
 def admin_get(url: str, route: str, **params: str) -> dict[str, Any]:
-    with httpx.Client(base_url=url, timeout=10) as http:
+    with httpx.Client(base_url=url, timeout=10, headers=admin_headers(url)) as http:
         response = http.get(route, params=params)
     response.raise_for_status()
     return dict(response.json()["data"])

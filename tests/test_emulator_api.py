@@ -216,7 +216,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture
 def http(server: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    # the admin secret too: some tests read /_emulator/ (history, ledger) with this client
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.admin_headers()) as client:
         yield client
 
 
@@ -314,7 +315,8 @@ def test_expired_token_is_1001_and_a_new_one_keeps_the_user(server: Any) -> None
         token = data_of(first)["token"]
         auth = {"Authorization": f"Bearer {token}"}
         data_of(http.get("/api/credits/balance/simple", headers=auth))
-        assert data_of(http.post("/_emulator/expire-tokens"))["expired"] >= 1
+        expired = http.post("/_emulator/expire-tokens", headers=server.admin_headers())
+        assert data_of(expired)["expired"] >= 1
         assert_error(http.get("/api/credits/balance/simple", headers=auth), 401, 1001, "expired")
         second = data_of(http.post("/api/auth/anonymous-token", headers={"X-Client-Id": "exp-1"}))
         assert second["user_id"] == data_of(first)["user_id"]

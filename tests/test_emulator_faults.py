@@ -51,7 +51,8 @@ def no_faults_left(server: Any) -> Iterator[None]:
 
 @pytest.fixture
 def http(server: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    # the admin secret too: the /_emulator/ tests use this client
+    with httpx.Client(base_url=server.url, timeout=30, headers=server.admin_headers()) as client:
         yield client
 
 

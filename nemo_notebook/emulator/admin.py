@@ -1,8 +1,11 @@
-"""The ``/_emulator/`` endpoints tests use to steer the emulator (loopback clients only):
-faults, protocol variants, token expiry, credits, the ledger, the request log, scoped tokens,
-history and forgetting a session."""
+"""The ``/_emulator/`` endpoints tests use to steer the emulator: faults, protocol variants,
+token expiry, credits, the ledger, the request log, scoped tokens, history and forgetting a
+session. They answer loopback clients that send the server's admin secret in
+``X-Emulator-Admin`` (every local user reaches loopback, so loopback alone proves nothing)."""
 
 from __future__ import annotations
+
+import hmac
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,14 +15,22 @@ from .faults import FaultConfigError
 from .handlers import Handlers, balance_view, is_loopback_host
 from .store import ALL_SCOPES, iso_utc
 
+ADMIN_HEADER = "X-Emulator-Admin"
+
 
 class AdminHandlers(Handlers):
-    """The ``/_emulator/`` endpoints; every one refuses non-loopback clients."""
+    """The ``/_emulator/`` endpoints; every one refuses non-loopback clients and requests
+    without the admin secret."""
 
     def admin_only(self, request: Request) -> None:
         host = request.client.host if request.client else None
         if not is_loopback_host(host):
             raise ApiError(403, 403, "emulator admin endpoints answer loopback clients only")
+        sent = request.headers.get(ADMIN_HEADER, "").encode("utf-8", "replace")
+        if not hmac.compare_digest(sent, self.emu.admin_secret.encode()):
+            raise ApiError(
+                403, 403, f"send the admin secret the server printed at start in {ADMIN_HEADER}"
+            )
 
     async def faults(self, request: Request) -> Response:
         self.admin_only(request)

@@ -115,6 +115,9 @@ class Turn:
         return pick(n, self.seed, self.msg.raw, salt)
 
     def url_for(self, path: Path) -> str:
+        signed = getattr(self.ctx, "media_url", None)  # the server's context signs its URLs
+        if signed is not None:
+            return str(signed(path))
         rel = path.relative_to(self.ctx.media_dir).as_posix()
         return f"{self.ctx.base_url.rstrip('/')}/media/{rel}"
 

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -49,6 +49,7 @@ from .envelope import (
     session_not_found,
 )
 from .faults import Faults
+from .files import MEDIA_SIGNATURE_PARAM, MediaSigner
 from .handlers import Handlers, balance_view, base_url_of
 from .limits import Limits
 from .media_pool import MediaPool, MediaPoolClosed
@@ -93,6 +94,7 @@ class EmulatorConfig:
     variants: VariantSpec = None  # a name, "a,b" or names (variants.VARIANTS); None: none
     state_delay_s: float = DEFAULT_STATE_DELAY_S  # how long the state-slow variant waits
     limits: Limits = field(default_factory=Limits.from_env)  # per-user ceilings (limits.py)
+    admin_secret: str | None = field(default=None, repr=False)  # None: a new one per server
 
 
 class Emulator:
@@ -103,6 +105,9 @@ class Emulator:
         self.data_dir = Path(config.data_dir)
         self.media_dir = self.data_dir / "media"
         self.media_dir.mkdir(parents=True, exist_ok=True)
+        self.media_signer = MediaSigner.for_data_dir(self.data_dir)
+        # /_emulator/ answers only requests that carry this (any local user reaches loopback)
+        self.admin_secret = config.admin_secret or secrets.token_urlsafe(32)
         self.faults = faults or Faults(config.time_scale)
         self.variants = VariantSwitch(config.variants, config.state_delay_s)
         self.store = Store(
@@ -223,11 +228,19 @@ class Emulator:
         return candidate if found else None
 
     def media_url(self, base_url: str, path: Path) -> str:
+        """The signed URL of a file under ``media/`` (only whoever is handed it can fetch it)."""
         rel = path.resolve().relative_to(self.media_dir.resolve()).as_posix()
-        return f"{base_url.rstrip('/')}/media/{quote(rel)}"
+        return self.media_signer.url(base_url, rel)
+
+    def signed_media_path(self, rel: str, signature: str | None) -> Path | None:
+        """The file ``rel`` names if ``signature`` is the one this server gave it, else ``None``."""
+        if not self.media_signer.verify(rel, signature):
+            return None
+        return self.media_path(rel)
 
     def resolve_media(self, src: str) -> Path:
-        """Map ``<any host>/media/<rel>`` back to the file; refuse everything else."""
+        """Map a signed ``<any host>/media/<rel>?sig=…`` URL back to the file; refuse everything
+        else (a draft naming another user's file by its bare path renders nothing of it)."""
         from .render import RenderError
 
         parts = urlsplit(src) if isinstance(src, str) else None
@@ -235,7 +248,8 @@ class Emulator:
             raise RenderError(f"refusing media source {str(src)[:200]!r}: only /media/ URLs")
         if not parts.path.startswith("/media/"):
             raise RenderError(f"refusing media source {src[:200]!r}: not under /media/")
-        path = self.media_path(unquote(parts.path[len("/media/") :]))
+        signature = parse_qs(parts.query).get(MEDIA_SIGNATURE_PARAM, [None])[0]
+        path = self.signed_media_path(unquote(parts.path[len("/media/") :]), signature)
         if path is None:
             raise RenderError(f"media not found: {src[:200]}")
         return path
@@ -323,7 +337,8 @@ class Routes(Handlers):
         return envelope(data)
 
     async def media(self, request: Request) -> Response:
-        path = self.emu.media_path(request.path_params["path"])
+        signature = request.query_params.get(MEDIA_SIGNATURE_PARAM)
+        path = self.emu.signed_media_path(request.path_params["path"], signature)
         if path is None:
             raise ApiError(404, 404, "media file not found")
         return FileResponse(path)

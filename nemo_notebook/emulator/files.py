@@ -1,16 +1,33 @@
-"""Writing media files atomically (readers never see a half-written file), and the file
-types the renderer writes."""
+"""Writing media files atomically (readers never see a half-written file), the file types the
+renderer writes, and the signed ``/media/`` URLs that only whoever was handed one can fetch."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import os
+import secrets
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
-__all__ = ["OUTPUT_FORMATS", "OutputFormat", "atomic_output"]
+__all__ = [
+    "MEDIA_SIGNATURE_PARAM",
+    "OUTPUT_FORMATS",
+    "MediaSigner",
+    "OutputFormat",
+    "atomic_output",
+]
+
+MEDIA_SIGNATURE_PARAM = "sig"
+_KEY_FILE = "media-url.key"
+_KEY_BYTES = 32
+_SIGNATURE_BYTES = 16  # 128 bits: unguessable, and the URL stays short
 
 
 @dataclass(frozen=True)
@@ -47,3 +64,83 @@ def atomic_output(target: Path, suffix: str) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, target)
+
+
+class MediaSigner:
+    """Signs paths under ``media/`` with a key kept in the data dir (mode 0600), so URLs the
+    server handed out stay valid across restarts and no one can forge one for another's file."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path) -> MediaSigner:
+        return cls(_load_or_create_key(Path(data_dir) / _KEY_FILE))
+
+    def signature(self, rel: str) -> str:
+        named = normalize_rel(rel).encode("utf-8", "surrogatepass")  # JSON may carry "\ud800"
+        digest = hmac.new(self._key, b"media:" + named, hashlib.sha256)
+        return base64.urlsafe_b64encode(digest.digest()[:_SIGNATURE_BYTES]).rstrip(b"=").decode()
+
+    def verify(self, rel: str, signature: str | None) -> bool:
+        if not signature:
+            return False
+        sent = signature.encode("utf-8", "surrogatepass")
+        return hmac.compare_digest(self.signature(rel).encode(), sent)
+
+    def url(self, base_url: str, rel: str) -> str:
+        rel = normalize_rel(rel)
+        sig = self.signature(rel)
+        return f"{base_url.rstrip('/')}/media/{quote(rel)}?{MEDIA_SIGNATURE_PARAM}={sig}"
+
+    def __repr__(self) -> str:
+        return "<MediaSigner>"
+
+
+def normalize_rel(rel: str) -> str:
+    """``a//b/`` and ``a\\b`` name the same file as ``a/b``, so they share one signature."""
+    return "/".join(p for p in rel.replace("\\", "/").split("/") if p)
+
+
+def _load_or_create_key(path: Path) -> bytes:
+    key = _read_key(path)
+    if key is not None:
+        return key
+    key = secrets.token_bytes(_KEY_BYTES)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+        with contextlib.suppress(FileExistsError):  # first writer wins; others read its key
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    existing = _read_key(path)
+    if existing is None:
+        raise RuntimeError(f"cannot use the media key {path}: remove it and start again")
+    return existing
+
+
+def _read_key(path: Path) -> bytes | None:
+    """The key in ``path``, or ``None`` when there is none yet (a wrong file is refused)."""
+    try:
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO planted there cannot hang the server
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RuntimeError(f"cannot read the media key {path}: remove it and start again") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        key = handle.read(_KEY_BYTES + 1) if stat.S_ISREG(info.st_mode) else b""
+    if len(key) != _KEY_BYTES or not _private_to_us(info):
+        raise RuntimeError(
+            f"the media key {path} is not a private 32-byte file of yours: remove it"
+        )
+    return key
+
+
+def _private_to_us(info: os.stat_result) -> bool:
+    if not hasattr(os, "getuid"):  # Windows: no owner bits to check
+        return True
+    return info.st_uid == os.getuid() and not info.st_mode & 0o077

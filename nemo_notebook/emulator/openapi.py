@@ -340,9 +340,18 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         },
         "/media/{path}": {
             "get": _operation(
-                "A media file (generated, uploaded, rendered)",
+                "A media file (generated, uploaded, rendered), by the signed URL the server gave",
                 binary,
-                params=[_path_param("path", "path under the media directory")],
+                params=[
+                    _path_param("path", "path under the media directory"),
+                    {
+                        "name": "sig",
+                        "in": "query",
+                        "required": True,
+                        "description": "the signature in the URL the server handed out",
+                        "schema": {"type": "string"},
+                    },
+                ],
                 secure=False,
                 errors=(404,),
             )

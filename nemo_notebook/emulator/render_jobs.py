@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -113,7 +112,7 @@ class RenderHandlers(Handlers):
         job = self._owned_render(request)
         url = None
         if job["status"] == "completed" and job["output_rel"]:
-            url = f"{base_url_of(request)}/media/{quote(job['output_rel'])}"
+            url = self.emu.media_signer.url(base_url_of(request), job["output_rel"])
         data = {
             "id": job["id"],
             "status": job["status"],

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import shutil
 import signal
 import socket
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -17,17 +19,28 @@ from typing import Any
 
 import uvicorn
 
+from .admin import ADMIN_HEADER
 from .app import Emulator, EmulatorConfig, build_app
 from .faults import Faults, RequestRecord
 from .handlers import is_loopback_host
 from .store import ALL_SCOPES, IssuedToken, Store
 from .variants import DEFAULT_STATE_DELAY_S, ActiveVariants, VariantSpec
 
-__all__ = ["EmulatorHandle", "check_host", "serve", "start"]
+__all__ = [
+    "ADMIN_HEADER",
+    "ADMIN_SECRET_ENV",
+    "EmulatorHandle",
+    "check_host",
+    "running",
+    "serve",
+    "start",
+]
 
 _STARTUP_TIMEOUT_S = 15.0
 _SHUTDOWN_TIMEOUT_S = 10.0
 _UNSPECIFIED_HOSTS = {"0.0.0.0", "::", ""}
+ADMIN_SECRET_ENV = "NEMO_EMULATOR_ADMIN_SECRET"  # serve: use this admin secret, not a new one
+_RUNNING: weakref.WeakValueDictionary[str, EmulatorHandle] = weakref.WeakValueDictionary()
 
 
 class EmulatorHandle:
@@ -51,6 +64,16 @@ class EmulatorHandle:
         self.data_dir = emulator.data_dir
         self.faults: Faults = emulator.faults
         atexit.register(self.stop)
+        _RUNNING[url] = self
+
+    @property
+    def admin_secret(self) -> str:
+        """What ``/_emulator/`` endpoints require in the ``X-Emulator-Admin`` header."""
+        return self._emulator.admin_secret
+
+    def admin_headers(self) -> dict[str, str]:
+        """Headers for calling ``/_emulator/`` endpoints, e.g. ``httpx.get(url, headers=...)``."""
+        return {ADMIN_HEADER: self.admin_secret}
 
     @property
     def store(self) -> Store:
@@ -119,6 +142,8 @@ class EmulatorHandle:
                 return
             self._stopped = True
         atexit.unregister(self.stop)
+        if _RUNNING.get(self.url) is self:
+            del _RUNNING[self.url]
         self._emulator.stopping.set()
         self._server.should_exit = True
         self._thread.join(_SHUTDOWN_TIMEOUT_S)
@@ -141,6 +166,12 @@ class EmulatorHandle:
         state = "running" if self.running else "stopped"
         extra = f" variants={self.variants}" if len(self.variants) else ""
         return f"<EmulatorHandle {self.url} {state}{extra} data_dir={str(self.data_dir)!r}>"
+
+
+def running(url: str) -> EmulatorHandle | None:
+    """The handle of a server this process started at ``url`` (``None`` when there is none)."""
+    handle = _RUNNING.get(url.rstrip("/"))
+    return handle if handle is not None and handle.running else None
 
 
 def check_host(host: str, allow_remote: bool) -> None:
@@ -201,8 +232,12 @@ def start(
     agent: Any = None,
     variant: VariantSpec = None,
     state_delay_s: float = DEFAULT_STATE_DELAY_S,
+    admin_secret: str | None = None,
 ) -> EmulatorHandle:
-    """Start an emulator server in a background thread; returns once it accepts connections."""
+    """Start an emulator server in a background thread; returns once it accepts connections.
+
+    ``admin_secret`` is what ``/_emulator/`` requires (``None``: a new random one, see
+    ``handle.admin_secret``)."""
     check_host(host, allow_remote)
     _configure_logging(log_level)
     owns_data_dir = data_dir is None
@@ -218,6 +253,7 @@ def start(
         agent=agent,
         variants=variant,
         state_delay_s=state_delay_s,
+        admin_secret=admin_secret,
     )
     try:
         emulator = Emulator(config)
@@ -244,6 +280,9 @@ def _serve_in_thread(
         log_level=log_level,
         access_log=False,
         lifespan="off",
+        # Every local user reaches loopback: a forwarded header would let any of them pick the
+        # client address the per-IP token limit counts.
+        proxy_headers=False,
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(uv_config)
@@ -282,8 +321,12 @@ def serve(
         log_level=log_level,
         variant=variant,
         state_delay_s=state_delay_s,
+        admin_secret=os.environ.get(ADMIN_SECRET_ENV) or None,
     )
     print(f"NemoVideo emulator listening on {handle.url}", flush=True)
+    print(
+        f"admin secret (send as {ADMIN_HEADER} to /_emulator/): {handle.admin_secret}", flush=True
+    )
     where = "temporary, removed on exit" if data_dir is None else "kept"
     print(f"data directory: {handle.data_dir} ({where})", flush=True)
     if len(handle.variants):

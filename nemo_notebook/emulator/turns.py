@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -144,6 +145,10 @@ class SessionTurnContext:
 
     def uploads(self) -> list[dict[str, Any]]:
         return [upload_view(self._emulator, row, self.base_url) for row in self._uploads()]
+
+    def media_url(self, path: Path) -> str:
+        """The signed URL of a file the agent made under ``media_dir``."""
+        return self._emulator.media_url(self.base_url, path)
 
     def _uploads(self) -> list[dict[str, Any]]:
         return self._emulator.store.list_uploads(self.session_id)
