@@ -694,6 +694,8 @@ class Session:
         except BaseException:
             self._export_lock.release()
             raise
+        if job.done:  # finished (or failed) at submit: no refresh or wait will release it
+            job._release()
         return job
 
     def _draft_for_export(self) -> Draft:
@@ -1351,6 +1353,7 @@ class RenderJob:
             raise RenderFailedError(
                 f"The render is {self.status}, not completed; call job.wait() first."
             )
+        self._release()
         target = _download_target(path, self.id, self.format)
         urls = [u for u in (self.output_url,) if u]
         urls.append(f"/api/render/proxy/{self.id}/download")

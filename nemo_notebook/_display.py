@@ -18,12 +18,14 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from nemo_notebook._client import UNKNOWN_CHANGES_NOTE
+from nemo_notebook._draft import CAPTION_SEGMENTS
 from nemo_notebook._events import (
     Question,
     Recovering,
@@ -34,6 +36,9 @@ from nemo_notebook._events import (
 )
 
 __all__ = [
+    "MAX_IMAGE_PIXELS",
+    "MAX_TABLE_ROWS",
+    "MAX_URL_CHARS",
     "ChangesView",
     "ImageView",
     "LinkView",
@@ -49,6 +54,8 @@ __all__ = [
     "extract_poster",
     "generated_image_urls",
     "image_mime_type",
+    "image_size",
+    "image_url_problem",
     "media_type",
     "option_lines",
     "percent_of",
@@ -57,6 +64,12 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+#: Rows of the tracks table shown; the rest are counted ("… N more rows").
+MAX_TABLE_ROWS = 200
+#: Images with more pixels are not decoded or shown (a 13000x13000 PNG of 160 KB needs ~0.9 GB).
+MAX_IMAGE_PIXELS = 50_000_000
+#: Longer media URLs from the server are not fetched.
+MAX_URL_CHARS = 8192
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 _MEDIA_TYPES = {
     "mp4": "video/mp4", "m4v": "video/mp4", "webm": "video/webm", "mov": "video/quicktime",
@@ -283,27 +296,50 @@ def percent_of(fraction: float) -> int:
 
 
 class TracksTable:
-    """The timeline as a table: the one-line summary as caption over the tracks DataFrame."""
+    """The timeline as a table: the one-line summary as caption over the tracks DataFrame.
 
-    def __init__(self, draft: Any) -> None:
-        self.summary: str = draft.summary()
+    At most ``max_rows`` rows are shown (``None``: all); a note counts the rest.
+    """
+
+    def __init__(self, draft: Any, max_rows: int | None = MAX_TABLE_ROWS) -> None:
+        self.summary: str = draft.summary(max_segments=CAPTION_SEGMENTS)
         self.dataframe: Any = draft.to_dataframe()
+        self.max_rows = max_rows
 
     def __repr__(self) -> str:
         return f"TracksTable({self.summary!r})"
 
+    @property
+    def hidden_rows(self) -> int:
+        """Rows past ``max_rows``, not shown."""
+        if self.max_rows is None:
+            return 0
+        return max(len(self.dataframe) - max(self.max_rows, 0), 0)
+
+    def _shown(self) -> Any:
+        hidden = self.hidden_rows
+        return self.dataframe.head(len(self.dataframe) - hidden) if hidden else self.dataframe
+
+    def _more_rows(self) -> str:
+        hidden = self.hidden_rows
+        return f"… {hidden} more row{'s' if hidden != 1 else ''}" if hidden else ""
+
     def to_html(self) -> str:
         """Escaped HTML table with the summary as its caption."""
-        table = self.dataframe.to_html(escape=True, index=False, border=0, na_rep="")
+        table = self._shown().to_html(escape=True, index=False, border=0, na_rep="")
         caption = f"<caption>{html.escape(self.summary)}</caption>"
         opening_end = table.index(">") + 1
-        return table[:opening_end] + caption + table[opening_end:]
+        more = self._more_rows()
+        note = f"<div class='nemo-more-rows'>{more}</div>" if more else ""
+        return table[:opening_end] + caption + table[opening_end:] + note
 
     def to_text(self) -> str:
         """The summary line, then the table as plain text."""
         if self.dataframe.empty:
             return self.summary
-        return self.summary + "\n" + self.dataframe.to_string(index=False, na_rep="")
+        more = self._more_rows()
+        table = self._shown().to_string(index=False, na_rep="")
+        return self.summary + "\n" + table + (f"\n{more}" if more else "")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/plain": self.to_text(), "text/html": self.to_html()}
@@ -429,19 +465,39 @@ def image_mime_type(data: bytes) -> str | None:
 
 
 class ImageView:
-    """A generated still: ``image/png`` or ``image/jpeg`` data with a text fallback."""
+    """A generated still: ``image/png`` or ``image/jpeg`` data with a text fallback.
+
+    With ``preview`` the image is downscaled once to :attr:`PREVIEW_WIDTH`. An image of more
+    than ``max_pixels`` is never decoded: :attr:`note` then says why it is not shown, and the
+    view shows that note instead.
+    """
 
     PREVIEW_WIDTH = 960  # a 1080p PNG is ~3 MB: notebooks stay small and portable
 
-    def __init__(self, data: bytes, label: str = "image", *, preview: bool = True) -> None:
-        self.data = _preview(data, self.PREVIEW_WIDTH) if preview else data
+    def __init__(
+        self,
+        data: bytes,
+        label: str = "image",
+        *,
+        preview: bool = True,
+        max_pixels: int = MAX_IMAGE_PIXELS,
+    ) -> None:
         self.label = label
+        self.note = _too_many_pixels(data, label, max_pixels)
+        if self.note:
+            self.data = b""
+        elif preview:
+            self.data, self.note = _preview(data, self.PREVIEW_WIDTH, label, max_pixels)
+        else:
+            self.data = data
         self.mime_type = image_mime_type(self.data) or "image/png"
 
     def __repr__(self) -> str:
         return f"ImageView({self.label!r}, {len(self.data)} bytes)"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        if self.note:
+            return NoteView(self.note)._repr_mimebundle_()
         encoded = base64.b64encode(self.data).decode("ascii")
         bundle = {"text/plain": f"<image: {self.label}>"}
         if self.mime_type in ("image/png", "image/jpeg"):
@@ -452,23 +508,111 @@ class ImageView:
         return bundle
 
 
-def _preview(data: bytes, width: int) -> bytes:
-    """A JPEG no wider than ``width`` when Pillow is there and the image is larger; else as is."""
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG, GIF, WebP or JPEG header, without decoding; ``None``
+    when the header is not one of these or is cut short."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data.startswith((b"GIF87a", b"GIF89a")) and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_size(data)
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg_size(data)
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        width = int.from_bytes(data[24:27], "little") + 1
+        return width, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8L" and len(data) >= 25:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and len(data) >= 30:
+        width = int.from_bytes(data[26:28], "little") & 0x3FFF
+        return width, int.from_bytes(data[28:30], "little") & 0x3FFF
+    return None
+
+
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """The size in the first start-of-frame segment (segments are skipped by their length)."""
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            position += 2
+            continue
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker in _JPEG_FRAMES and position + 9 <= len(data):
+            height = int.from_bytes(data[position + 5 : position + 7], "big")
+            return int.from_bytes(data[position + 7 : position + 9], "big"), height
+        if length < 2:
+            return None
+        position += 2 + length
+    return None
+
+
+def _too_many_pixels(data: bytes, label: str, max_pixels: int) -> str:
+    """The note for an image over the pixel limit by its header ("" when within it)."""
+    size = image_size(data)
+    if size is None or size[0] * size[1] <= max_pixels:
+        return ""
+    return _pixels_note(label, size)
+
+
+def _pixels_note(label: str, size: tuple[int, int]) -> str:
+    name = _short(label)
+    return (
+        f"{name} is not shown: {size[0]}x{size[1]} pixels is more than this notebook decodes; "
+        "raise the max_image_pixels setting to see it."
+    )
+
+
+def _short(text: str, limit: int = 60) -> str:
+    flat = " ".join(text[: limit * 4].split()) or "image"
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _preview(data: bytes, width: int, label: str, max_pixels: int) -> tuple[bytes, str]:
+    """A JPEG no wider than ``width`` when Pillow is there and the image is larger; else as
+    is. Pillow opens lazily, so the size is checked before anything is decoded."""
     try:
         from PIL import Image
     except ImportError:
-        return data
+        return data, ""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width <= width:
-                return data
-            image = image.convert("RGB")
-            image.thumbnail((width, width * image.height // image.width))
-            out = io.BytesIO()
-            image.save(out, "JPEG", quality=85)
-            return out.getvalue()
-    except (OSError, ValueError):  # not an image Pillow reads: show the original bytes
-        return data
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > max_pixels:
+                    return b"", _pixels_note(label, image.size)
+                if image.width <= width:
+                    return data, ""
+                return _downscaled(image, width), ""
+    except Image.DecompressionBombError:
+        return b"", f"{_short(label)} is not shown: it has more pixels than Pillow decodes."
+    except (OSError, ValueError, SyntaxError):  # not an image Pillow reads: the bytes as they are
+        return data, ""
+
+
+def _downscaled(image: Any, width: int) -> bytes:
+    height = max(width * image.height // image.width, 1)
+    image.draft("RGB", (width, height))  # JPEG: decode at a reduced scale
+    image = image.convert("RGB")
+    image.thumbnail((width, height))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
 
 
 def relative_src(path: Path, base_dir: Path) -> str:
@@ -560,18 +704,19 @@ def _grab_frame(ffmpeg: str, video: Path, seek: float, timeout_s: float) -> byte
 
 
 def generated_image_urls(before: Sequence[Any] | None, after: Sequence[Any] | None) -> list[str]:
-    """URLs of still images that appeared in ``generated_media`` during a turn, in order."""
+    """URLs of still images that appeared in ``generated_media`` during a turn, in order
+    (malformed ones too: :func:`image_url_problem` says which cannot be fetched)."""
     seen = set(_media_urls(before or ()))
     return [url for url in _media_urls(after or ()) if url not in seen and _looks_like_image(url)]
 
 
 def _media_urls(entries: Iterable[Any]) -> list[str]:
-    urls: list[str] = []
+    urls: dict[str, None] = {}
     for entry in entries:
         url = _media_url(entry)
-        if url and url not in urls:
-            urls.append(url)
-    return urls
+        if url:
+            urls.setdefault(url)
+    return list(urls)
 
 
 def _media_url(entry: Any) -> str | None:
@@ -586,5 +731,29 @@ def _media_url(entry: Any) -> str | None:
 
 
 def _looks_like_image(url: str) -> bool:
-    path = urllib.parse.urlparse(url).path.lower()
-    return path.endswith(_IMAGE_SUFFIXES)
+    try:
+        path = urllib.parse.urlsplit(url).path
+    except ValueError:  # e.g. a broken IPv6 host: still an image the person should hear of
+        path = url.partition("?")[0].partition("#")[0]
+    return path.lower().endswith(_IMAGE_SUFFIXES)
+
+
+def image_url_problem(url: str) -> str | None:
+    """Why a media URL from the server is not fetched, or ``None`` when it can be: only
+    ``http(s)`` URLs with a host, or paths on the API server (``/media/…``), of sane length."""
+    if len(url) > MAX_URL_CHARS:
+        return f"its URL is longer than {MAX_URL_CHARS} characters"
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
+        return "its URL contains spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError on a port that is no number
+    except ValueError:
+        return "its URL is malformed"
+    if not parts.scheme and url.startswith("/") and not url.startswith("//"):
+        return None
+    if parts.scheme.lower() not in ("http", "https"):
+        return "its URL is not a web address"
+    if not parts.hostname:
+        return "its URL has no host"
+    return None

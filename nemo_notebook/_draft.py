@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DATAFRAME_COLUMNS",
+    "DIFF_LINES",
     "TRACK_AUDIO",
     "TRACK_TEXT",
     "TRACK_VIDEO",
@@ -49,6 +51,8 @@ DATAFRAME_COLUMNS = (
 )
 #: Segments per track described in the DataFrame caption; the rest are counted ("+N more").
 CAPTION_SEGMENTS = 10
+#: Track changes listed by :meth:`Draft.diff`; the rest are counted ("… N more changes").
+DIFF_LINES = 50
 
 _MAX_MS = 10**12  # ~31 years: larger values are clamped so arithmetic stays cheap
 _MAX_VOLUME = 100.0
@@ -455,17 +459,25 @@ class Draft(_RawView):
         )
         return f"Timeline ({len(tracks)} {noun}): {items}"
 
-    def diff(self, after: Draft) -> tuple[str, ...]:
-        """Human lines saying what changed from this draft to ``after`` (``()`` if nothing)."""
+    def diff(self, after: Draft, max_lines: int | None = DIFF_LINES) -> tuple[str, ...]:
+        """Human lines saying what changed from this draft to ``after`` (``()`` if nothing).
+
+        Track changes past ``max_lines`` are counted in one ``"… N more changes"`` line;
+        canvas and duration lines always follow.
+        """
         lines: list[str] = []
         removed, pairs = _match(self.tracks, after.tracks, _track_key)
         for track in removed:
-            lines.append(_removed_line(track.kind, track.describe("'", False)))
+            lines.append(_removed_line(track.kind, _described(track, "'", timing=False)))
         for before_track, after_track in pairs:
             if before_track is None:
-                lines.append(_added_line(after_track.kind, after_track.describe("'")))
+                lines.append(_added_line(after_track.kind, _described(after_track, "'")))
             else:
                 lines.extend(_track_changes(before_track, after_track))
+        if max_lines is not None and len(lines) > max(max_lines, 0):
+            hidden = len(lines) - max(max_lines, 0)
+            del lines[max(max_lines, 0) :]
+            lines.append(f"… {hidden} more change{'s' if hidden != 1 else ''}")
         lines.extend(_canvas_changes(self, after))
         before_ms, after_ms = self.duration_ms, after.duration_ms
         if format_seconds(before_ms) != format_seconds(after_ms):
@@ -544,7 +556,7 @@ def _match(
     """Pairs by id when both sides have one, else by ``key`` and position.
 
     Returns the removed ``before`` items, and every ``after`` item in order with its match
-    (``None`` when it is new).
+    (``None`` when it is new). Linear: each lookup is a dict access and queues shrink lazily.
     """
     first_with_id: dict[str, int] = {}
     for index, item in enumerate(before):
@@ -557,17 +569,15 @@ def _match(
         if same_id is not None and same_id not in used:
             matched[position] = same_id
             used.add(same_id)
-    pools: dict[Hashable, list[int]] = {}
+    pools: dict[Hashable, _Pool] = {}
     for index, item in enumerate(before):
         if index not in used:
-            pools.setdefault(key(item), []).append(index)
+            pools.setdefault(key(item), _Pool()).add(index, item.id)
     for position, item in enumerate(after):
         if matched[position] is None:
-            pool = pools.get(key(item), [])
-            # Two different ids mean two different things, even at the same position.
-            found = next((i for i in pool if _may_be_same(before[i].id, item.id)), None)
+            pool = pools.get(key(item))
+            found = pool.take(item.id, used) if pool is not None else None
             if found is not None:
-                pool.remove(found)
                 matched[position] = found
                 used.add(found)
     removed = [item for index, item in enumerate(before) if index not in used]
@@ -578,8 +588,40 @@ def _match(
     return removed, pairs
 
 
-def _may_be_same(before_id: str | None, after_id: str | None) -> bool:
-    return before_id is None or after_id is None or before_id == after_id
+class _Pool:
+    """The unmatched ``before`` indices of one key, in order, queued three ways so that the
+    first one that may be the same item as a given id is found without scanning; taken
+    indices leave the other queues lazily (when they reach the front)."""
+
+    def __init__(self) -> None:
+        self._all: deque[int] = deque()
+        self._without_id: deque[int] = deque()
+        self._by_id: dict[str, deque[int]] = {}
+
+    def add(self, index: int, ident: str | None) -> None:
+        self._all.append(index)
+        queue = self._without_id if ident is None else self._by_id.setdefault(ident, deque())
+        queue.append(index)
+
+    def take(self, ident: str | None, used: set[int]) -> int | None:
+        """The first index whose item may be the one with ``ident`` (two different ids are
+        two different things, even at the same position); removed from the pool."""
+        if ident is None:
+            queues = [self._all]
+        else:
+            queues = [self._without_id, self._by_id.get(ident, deque())]
+        best: deque[int] | None = None
+        for queue in queues:
+            while queue and queue[0] in used:
+                queue.popleft()
+            if queue and (best is None or queue[0] < best[0]):
+                best = queue
+        return best.popleft() if best is not None else None
+
+
+def _described(track: Track, quote: str, timing: bool = True) -> str:
+    """A whole track added or removed, its segments capped as in the caption."""
+    return track.describe(quote, timing, max_segments=CAPTION_SEGMENTS)
 
 
 def _added_line(kind: str, description: str) -> str:

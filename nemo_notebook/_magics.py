@@ -19,10 +19,12 @@ from typing import Any, Protocol
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Float, Int, Unicode
 
 from nemo_notebook._client import raise_for_reply
 from nemo_notebook._display import (
+    MAX_IMAGE_PIXELS,
+    MAX_TABLE_ROWS,
     ChangesView,
     ImageView,
     NotebookOutput,
@@ -35,11 +37,11 @@ from nemo_notebook._display import (
     TurnPrinter,
     VideoView,
     extract_poster,
-    generated_image_urls,
     media_type,
     option_lines,
     unknown_changes_note,
 )
+from nemo_notebook._draft import CAPTION_SEGMENTS
 from nemo_notebook._errors import NemoError, NotebookError
 from nemo_notebook._router import Intent, route
 from nemo_notebook._workflows import (
@@ -48,6 +50,7 @@ from nemo_notebook._workflows import (
     current_draft,
     export_file_name,
     export_format,
+    new_images,
     replaced_line,
     upload_targets,
 )
@@ -88,6 +91,10 @@ Usage:
 STOPPED_MESSAGE = (
     "Stopped. Nothing was re-sent; the server may still finish this turn. "
     "Run `%nemo status` to see what it did.\n"
+)
+EXTRAS_STOPPED_MESSAGE = (
+    "Stopped showing the result; the turn itself finished. Run `%nemo status` to see the "
+    "timeline.\n"
 )
 
 
@@ -323,6 +330,8 @@ class Settings(Protocol):
     auto_actions: bool
     auto_export: bool
     stream_rate: float
+    max_table_rows: int
+    max_image_pixels: int
 
 
 @dataclass
@@ -334,6 +343,8 @@ class DefaultSettings:
     auto_actions: bool = True
     auto_export: bool = False
     stream_rate: float = 10.0
+    max_table_rows: int = MAX_TABLE_ROWS
+    max_image_pixels: int = MAX_IMAGE_PIXELS
 
 
 def _default_client_factory(**kwargs: Any) -> Any:
@@ -496,7 +507,11 @@ class Workspace:
         else:
             reply = self._stream_turn(session, text)
         if not args.quiet:
-            self.show_reply_extras(reply, args.session)
+            try:
+                self.show_reply_extras(reply, args.session)
+            except KeyboardInterrupt:
+                self.output.write(EXTRAS_STOPPED_MESSAGE)
+                raise
         return reply
 
     def _write_said(self, reply: Any) -> None:
@@ -540,7 +555,7 @@ class Workspace:
             else:
                 self.output.write("The agent finished without a reply; the draft did not change.\n")
             if state is not None:
-                self.output.display(TracksTable(state.draft))
+                self.output.display(self.tracks_table(state.draft))
                 tracks_shown = True
         self._show_new_images(reply)
         self._follow_actions(reply, name, tracks_shown)
@@ -548,17 +563,13 @@ class Workspace:
             self.output.write(_answer_hint(reply.question, name) + "\n")
 
     def _show_new_images(self, reply: Any) -> None:
-        before = (
-            getattr(reply.state_before, "generated_media", None) if reply.state_before else None
-        )
-        after = getattr(reply.state, "generated_media", None) if reply.state else None
-        for url in generated_image_urls(before, after):
-            try:
-                data = self.ensure_client().fetch_bytes(url)
-            except NemoError as exc:
-                self.output.write(f"Could not fetch a generated image: {exc}\n")
-                continue
-            self.output.display(ImageView(data, label=_file_name(url)))
+        client = self.ensure_client()
+        for shown in new_images(client, reply, max_pixels=self.settings.max_image_pixels):
+            self.output.display(shown)
+
+    def tracks_table(self, draft: Any) -> TracksTable:
+        """The tracks table under the current row cap."""
+        return TracksTable(draft, max_rows=self.settings.max_table_rows)
 
     def _follow_actions(self, reply: Any, name: str, tracks_shown: bool) -> None:
         for action in dict.fromkeys(getattr(reply, "actions", ()) or ()):
@@ -566,7 +577,7 @@ class Workspace:
                 self._suggested_export(name)
             elif action == "status" and not tracks_shown:
                 if self.settings.auto_actions and reply.state is not None:
-                    self.output.display(TracksTable(reply.state.draft))
+                    self.output.display(self.tracks_table(reply.state.draft))
                     tracks_shown = True
                 else:
                     self.output.write("To see the timeline: `%nemo tracks`.\n")
@@ -590,9 +601,10 @@ class Workspace:
         draft, note = current_draft(self.session(args.session))
         if note:
             self.output.display(NoteView(note))
-        self.output.write(draft.summary() + "\n")
+        summary = draft.summary(max_segments=CAPTION_SEGMENTS)
+        self.output.write(summary + "\n")
         frame = draft.to_dataframe()
-        frame.attrs["caption"] = draft.summary()
+        frame.attrs["caption"] = summary
         return frame
 
     def credits(self) -> Any:
@@ -646,7 +658,12 @@ class Workspace:
         a format a page cannot show (the saved line names the file)."""
         kind = media_type(path) or ""
         if kind.startswith("image/"):
-            return ImageView(path.read_bytes(), label=path.name, preview=kind != "image/gif")
+            return ImageView(
+                path.read_bytes(),
+                label=path.name,
+                preview=kind != "image/gif",
+                max_pixels=self.settings.max_image_pixels,
+            )
         if kind.startswith("video/"):
             return self.video_view(path, embed)
         return None
@@ -715,6 +732,8 @@ class Workspace:
             next_export_path=lambda fmt: self.base_dir / self._next_export_name(args.session, fmt),
             stream_rate=self.settings.stream_rate,
             local_emulator=self.emulator is not None,
+            max_table_rows=self.settings.max_table_rows,
+            max_image_pixels=self.settings.max_image_pixels,
         )
 
 
@@ -757,10 +776,6 @@ def _describe_upload(uploaded: Any) -> str:
     return f"{uploaded.filename}{suffix}"
 
 
-def _file_name(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1] or "image"
-
-
 def _shown_path(path: Path, base_dir: Path) -> str:
     try:
         return path.resolve().relative_to(base_dir.resolve()).as_posix()
@@ -791,6 +806,14 @@ class NemoMagics(Magics):
         help="Also render when the backend suggests exporting (off: only suggest %nemo export).",
     )
     stream_rate = Float(10.0, config=True, help="At most this many display updates a second.")
+    max_table_rows = Int(
+        MAX_TABLE_ROWS, config=True, help="Rows of a tracks table shown; the rest are counted."
+    )
+    max_image_pixels = Int(
+        MAX_IMAGE_PIXELS,
+        config=True,
+        help="Images with more pixels are not decoded or shown (a short note says so).",
+    )
     full_tracebacks = Bool(
         False,
         config=True,
@@ -870,19 +893,22 @@ def load_ipython_extension(ip: Any) -> None:
     """Register the magics once per shell (loading twice is harmless)."""
     if _registered(ip) is not None:
         return
-    ip.register_magics(NemoMagics(shell=ip))
-    _register_rich_reprs(ip)
+    magics = NemoMagics(shell=ip)
+    ip.register_magics(magics)
+    _register_rich_reprs(ip, magics.workspace)
 
 
-def _register_rich_reprs(ip: Any) -> None:
+def _register_rich_reprs(ip: Any, workspace: Workspace) -> None:
     """Show a Reply, a Draft and a SessionState as escaped HTML (``_nemo`` in a cell)."""
     from nemo_notebook._client import Reply
     from nemo_notebook._draft import Draft, SessionState
 
     formatter = ip.display_formatter.mimebundle_formatter
     formatter.for_type(Reply, lambda reply, *_: ReplyView(reply)._repr_mimebundle_())
-    formatter.for_type(Draft, lambda draft, *_: TracksTable(draft)._repr_mimebundle_())
-    formatter.for_type(SessionState, lambda state, *_: TracksTable(state.draft)._repr_mimebundle_())
+    formatter.for_type(Draft, lambda draft, *_: workspace.tracks_table(draft)._repr_mimebundle_())
+    formatter.for_type(
+        SessionState, lambda state, *_: workspace.tracks_table(state.draft)._repr_mimebundle_()
+    )
 
 
 def unload_ipython_extension(ip: Any) -> None:

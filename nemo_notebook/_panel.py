@@ -1,14 +1,17 @@
 """The ipywidgets prompt panel: a prompt box, Send / Stop / Export, the streamed reply,
 the tracks table, the credits badge and the video player.
 
-Work runs in a worker thread so Stop works while a turn streams. The worker only touches
-widgets through trait assignment (never ``with output:``), and every run re-enables the
-buttons in a ``finally``. Tests drive the panel through :meth:`Panel.submit`,
-:meth:`Panel.stop`, :meth:`Panel.export` and :meth:`Panel.wait`, exactly what the buttons call.
+Work runs in a worker thread so Stop works while a turn streams and while its result is
+shown (between steps). The worker only touches widgets through trait assignment (never
+``with output:``), and every run re-enables the buttons in a ``finally``. The transcript is
+append-only: each message is its own HTML widget and new text re-renders only the last one.
+Tests drive the panel through :meth:`Panel.submit`, :meth:`Panel.stop`, :meth:`Panel.export`
+and :meth:`Panel.wait`, exactly what the buttons call.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import threading
 import time
@@ -20,15 +23,18 @@ import ipywidgets as widgets
 
 from nemo_notebook._client import raise_for_reply
 from nemo_notebook._display import (
+    MAX_IMAGE_PIXELS,
+    MAX_TABLE_ROWS,
+    ImageView,
     StreamSink,
     TracksTable,
     TurnPrinter,
-    generated_image_urls,
     image_mime_type,
     media_type,
     percent_of,
     unknown_changes_note,
 )
+from nemo_notebook._draft import CAPTION_SEGMENTS
 from nemo_notebook._errors import NemoError
 from nemo_notebook._router import Intent, route
 from nemo_notebook._workflows import (
@@ -37,6 +43,7 @@ from nemo_notebook._workflows import (
     current_draft,
     export_file_name,
     export_format,
+    new_images,
     replaced_line,
     upload_targets,
 )
@@ -70,6 +77,8 @@ class Panel(widgets.VBox):
         next_export_path: Callable[[str], Path] | None = None,
         local_emulator: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        max_table_rows: int = MAX_TABLE_ROWS,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
         **kwargs: Any,
     ) -> None:
         self._client = client if client is not None else getattr(session, "client", None)
@@ -82,6 +91,8 @@ class Panel(widgets.VBox):
         self._next_export_path = next_export_path or self._default_export_path
         self._local_emulator = local_emulator
         self._clock = clock
+        self.max_table_rows = max_table_rows
+        self.max_image_pixels = max_image_pixels
         self._exports = 0
         self._worker: threading.Thread | None = None
         self._busy = False
@@ -89,7 +100,6 @@ class Panel(widgets.VBox):
         self._stream: Any = None
         self._stop_requested = False
         self._lock = threading.Lock()
-        self._transcript = ""
         self.last_reply: Any = None
         self.last_video: Path | None = None
         self.last_error: BaseException | None = None
@@ -113,7 +123,10 @@ class Panel(widgets.VBox):
         self.options_box = widgets.HBox()  # the options of the agent's question, as buttons
         self.status = widgets.HTML(value=_status_html("Ready."))
         self.credits_badge = widgets.HTML(value="")
-        self.reply_view = widgets.HTML(value="")
+        self.reply_view = widgets.VBox(
+            layout=widgets.Layout(max_height="24em", overflow="auto", display="block")
+        )
+        self._transcript = _Transcript(self.reply_view)
         self.tracks_view = widgets.HTML(value="")
         self.media_box = widgets.VBox()
         self.video_box = widgets.VBox()
@@ -285,7 +298,7 @@ class Panel(widgets.VBox):
 
     def _run_turn(self, text: str) -> None:
         session = self._ensure_session()
-        self._append(f"\n› {text}\n")
+        self._transcript.add(f"\n› {text}\n", kind="you")
         self.options_box.children = ()  # the next message answers the question, whatever it is
         text, answering = answer_for(text, session.pending_question)
         if answering:
@@ -309,25 +322,51 @@ class Panel(widgets.VBox):
             printer.close()
         reply = stream.reply
         if reply is None or reply.stopped:
-            self._append("(stopped)\n")
-            self._set_status(STOPPED_STATUS)
+            self._say_stopped()
             return
         raise_for_reply(reply, session.client)
         self._show_reply(reply)
 
+    def _say_stopped(self) -> None:
+        self._append("(stopped)\n")
+        self._set_status(STOPPED_STATUS)
+
     def _show_reply(self, reply: Any) -> None:
+        """What the turn did, step by step; a Stop between steps leaves the rest undone."""
         self.last_reply = reply
+        steps = (
+            self._show_silent_turn,
+            self._show_reply_tracks,
+            self._show_new_images,
+            self._show_actions,
+            self._show_outcome,
+        )
+        for step in steps:
+            if self._stop_requested:
+                self._say_stopped()
+                return
+            step(reply)
+
+    def _show_silent_turn(self, reply: Any) -> None:
         if reply.silent:
             self._append("".join(f"· {line}\n" for line in _silent_turn_lines(reply)))
+
+    def _show_reply_tracks(self, reply: Any) -> None:
         if reply.state is not None:
-            self.tracks_view.value = TracksTable(reply.state.draft).to_html()
-        self._show_new_images(reply)
+            self.tracks_view.value = self._tracks_html(reply.state.draft)
+
+    def _show_actions(self, reply: Any) -> None:
         self._set_actions(tuple(reply.actions))
         self._refresh_credits()
+
+    def _show_outcome(self, reply: Any) -> None:
         if reply.question is not None:
             self._show_question(reply.question)
         else:
             self._set_status("Done.")
+
+    def _tracks_html(self, draft: Any) -> str:
+        return TracksTable(draft, max_rows=self.max_table_rows).to_html()
 
     def _show_question(self, question: Any) -> None:
         """The options as buttons that send the answer; typing an answer works too."""
@@ -341,15 +380,19 @@ class Panel(widgets.VBox):
         self._set_status(f"The agent asked a question: {hint}.")
 
     def _show_new_images(self, reply: Any) -> None:
-        before = reply.state_before.generated_media if reply.state_before else None
-        after = reply.state.generated_media if reply.state else None
-        images = []
-        for url in generated_image_urls(before, after):
-            data = self._session.client.fetch_bytes(url)
-            kind = (image_mime_type(data) or "image/png").split("/")[1]
-            images.append(widgets.Image(value=data, format=kind, layout={"max_width": "100%"}))
-        if images:
-            self.media_box.children = tuple(images)
+        """New stills as cards: each preview is made once (at most 960 px wide) and the same
+        bytes go to the card and the saved transcript; a Stop ends the fetching."""
+        cards = []
+        for shown in new_images(self._session.client, reply, max_pixels=self.max_image_pixels):
+            if isinstance(shown, ImageView):
+                cards.append(_image_card(shown))
+                self._transcript.add_image(shown)
+            else:
+                self._append(f"· {shown.text}\n")
+            if self._stop_requested:
+                break
+        if cards:
+            self.media_box.children = tuple(cards)
 
     def _set_actions(self, actions: tuple[str, ...]) -> None:
         buttons = []
@@ -376,8 +419,9 @@ class Panel(widgets.VBox):
 
     def _refresh_tracks(self) -> None:
         draft, note = current_draft(self._ensure_session())
-        self.tracks_view.value = TracksTable(draft).to_html()
-        self._set_status(f"{draft.summary()} ({note})" if note else draft.summary())
+        self.tracks_view.value = self._tracks_html(draft)
+        summary = draft.summary(max_segments=CAPTION_SEGMENTS)
+        self._set_status(f"{summary} ({note})" if note else summary)
 
     def _refresh_credits(self) -> None:
         if self._client is None and self._session is None:
@@ -419,11 +463,17 @@ class Panel(widgets.VBox):
             note = f"Saved {path.name}; {why}, open it from the file browser."
             return widgets.HTML(value=f"<span>{html.escape(note)}</span>")
         major, subtype = kind.split("/", 1)
-        widget = widgets.Image if major == "image" else widgets.Video
-        options = {} if major == "image" else {"autoplay": False, "controls": True}
-        return widget(
+        if major == "image":  # the same 960 px preview as generated stills (a GIF keeps frames)
+            view = ImageView(
+                path.read_bytes(), label=path.name, preview=subtype != "gif",
+                max_pixels=self.max_image_pixels,
+            )  # fmt: skip
+            if view.note:
+                return widgets.HTML(value=f"<span>{html.escape(view.note)}</span>")
+            return _image_card(view)
+        return widgets.Video(
             value=path.read_bytes(), format=subtype, layout=widgets.Layout(max_width="100%"),
-            **options,
+            autoplay=False, controls=True,
         )  # fmt: skip
 
     def _show_progress(self, fraction: float) -> None:
@@ -442,13 +492,19 @@ class Panel(widgets.VBox):
     # -- text ------------------------------------------------------------------------------
 
     def _append(self, text: str) -> None:
-        self._transcript += text
-        self.reply_view.value = _transcript_html(self._transcript)
+        self._transcript.add(text)
 
     @property
     def transcript(self) -> str:
         """The plain text shown in the reply area."""
-        return self._transcript
+        return self._transcript.text
+
+    @property
+    def transcript_html(self) -> str:
+        """The whole conversation as one static, escaped HTML document (with the image
+        previews), e.g. ``IPython.display.HTML(panel.transcript_html)`` to keep it in a saved
+        notebook that has no widget state."""
+        return self._transcript.to_html()
 
     def _set_status(self, text: str) -> None:
         self.status.value = _status_html(text)
@@ -480,6 +536,107 @@ def _badge_html(text: str) -> str:
     return f"<span style='{style}'>{html.escape(text)}</span>"
 
 
-def _transcript_html(text: str) -> str:
-    style = "white-space:pre-wrap;margin:0;max-height:24em;overflow:auto;font-family:inherit"
-    return f"<pre style='{style}'>{html.escape(text)}</pre>"
+def _image_card(view: ImageView) -> Any:
+    kind = (image_mime_type(view.data) or "image/png").split("/")[1]
+    return widgets.Image(value=view.data, format=kind, layout={"max_width": "100%"})
+
+
+_BUBBLE_STYLE = "white-space:pre-wrap;margin:0;font-family:inherit"
+_BUBBLE_STYLES = {
+    "nemo": _BUBBLE_STYLE,
+    "you": _BUBBLE_STYLE
+    + ";margin-top:.5em;padding:0 .5em;border-radius:.6em;background:rgba(127,127,127,.12)",
+}
+
+
+def _bubble_html(kind: str, text: str) -> str:
+    shown = text.strip("\n") if kind == "you" else text  # the bubble itself sets it apart
+    return (
+        f"<div class='nemo-bubble nemo-{kind}' style='{_BUBBLE_STYLES[kind]}'>"
+        f"{html.escape(shown)}</div>"
+    )
+
+
+class _Transcript:
+    """The conversation as append-only pieces, each its own HTML widget in ``box``.
+
+    Text goes into the last piece, which alone is re-rendered. A piece ends at a new message
+    (another ``kind``) and, once it holds ``piece_chars``, at the next line end (at the latest
+    at four times that), so every update re-sends a bounded piece and the widget traffic grows
+    with the text, not with its square. Pieces sit in inner boxes of ``group`` children:
+    adding one re-sends only its inner box's child list.
+    """
+
+    def __init__(self, box: Any, piece_chars: int = 4000, group: int = 20) -> None:
+        self._box = box
+        self._piece_chars = piece_chars
+        self._group = group
+        self._layout = widgets.Layout(margin="0")  # layout and style: one model for all pieces
+        self._style: Any = None
+        self._pieces: list[list[Any]] = []  # [kind, text], or ["image", ImageView]
+        self._widget: Any = None  # the open piece
+        self._groups: list[Any] = []
+        self._text: list[str] = []
+        self._lock = threading.RLock()
+
+    @property
+    def text(self) -> str:
+        with self._lock:
+            if len(self._text) > 1:
+                self._text[:] = ["".join(self._text)]
+            return self._text[0] if self._text else ""
+
+    def add(self, text: str, kind: str = "nemo") -> None:
+        """Append ``text``; ``kind`` ``"you"`` is the person's message (its own bubble)."""
+        if not text:
+            return
+        with self._lock:
+            self._text.append(text)
+            for part in _slices(text, self._piece_chars * 4):
+                if self._needs_new_piece(kind, part):
+                    self._open_piece(kind, part)
+                else:  # a piece is bounded, so joining its text again stays cheap
+                    self._pieces[-1][1] += part
+                    self._widget.value = _bubble_html(kind, self._pieces[-1][1])
+
+    def add_image(self, view: ImageView) -> None:
+        """Keep a shown preview for :meth:`to_html` (the card widget shows the same bytes)."""
+        with self._lock:
+            self._pieces.append(["image", view])
+            self._widget = None
+
+    def to_html(self) -> str:
+        with self._lock:
+            parts = [
+                _static_image(item) if kind == "image" else _bubble_html(kind, item)
+                for kind, item in self._pieces
+            ]
+        return f"<div class='nemo-transcript'>{''.join(parts)}</div>"
+
+    def _needs_new_piece(self, kind: str, part: str) -> bool:
+        if self._widget is None or self._pieces[-1][0] != kind:
+            return True
+        text = self._pieces[-1][1]
+        full = len(text) >= self._piece_chars and text.endswith("\n")
+        return full or len(text) + len(part) > self._piece_chars * 4
+
+    def _open_piece(self, kind: str, text: str) -> None:
+        shared = {"style": self._style} if self._style is not None else {}
+        self._widget = widgets.HTML(_bubble_html(kind, text), layout=self._layout, **shared)
+        self._style = self._widget.style
+        self._pieces.append([kind, text])
+        if not self._groups or len(self._groups[-1].children) >= self._group:
+            self._groups.append(widgets.VBox(layout=self._layout))
+            self._box.children = (*self._box.children, self._groups[-1])
+        last = self._groups[-1]
+        last.children = (*last.children, self._widget)
+
+
+def _slices(text: str, size: int) -> list[str]:
+    return [text] if len(text) <= size else [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _static_image(view: ImageView) -> str:
+    encoded = base64.b64encode(view.data).decode("ascii")
+    alt = html.escape(view.label, quote=True)
+    return f'<img src="data:{view.mime_type};base64,{encoded}" alt="{alt}" style="max-width:100%">'

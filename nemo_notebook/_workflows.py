@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import ipaddress
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from nemo_notebook._display import LinkView
+from nemo_notebook._display import (
+    MAX_IMAGE_PIXELS,
+    ImageView,
+    LinkView,
+    NoteView,
+    generated_image_urls,
+    image_url_problem,
+)
 from nemo_notebook._errors import APIError, AuthError, NemoError, TransportError
 from nemo_notebook._protocol import DEFAULT_EXPORT_FORMAT
 from nemo_notebook._router import numbered_option
@@ -28,6 +35,7 @@ __all__ = [
     "export_file_name",
     "export_format",
     "is_this_machine",
+    "new_images",
     "replaced_line",
     "upload_targets",
 ]
@@ -90,6 +98,33 @@ def current_draft(session: Any) -> tuple[Any, str | None]:
         if known is None or isinstance(exc, AuthError):
             raise
         return known.draft, STREAMED_TIMELINE_NOTE
+
+
+def new_images(
+    client: Any, reply: Any, *, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Iterator[ImageView | NoteView]:
+    """The stills a turn generated, one at a time (a caller may stop between them), each
+    fetched and downscaled once (:class:`ImageView`); one whose URL or file cannot be used
+    becomes a short :class:`NoteView`: the turn itself succeeded."""
+    before = getattr(reply.state_before, "generated_media", None) if reply.state_before else None
+    after = getattr(reply.state, "generated_media", None) if reply.state else None
+    for url in generated_image_urls(before, after):
+        problem = image_url_problem(url)
+        if problem is not None:
+            yield NoteView(f"A generated image was skipped: {problem}.")
+            continue
+        try:
+            data = client.fetch_bytes(url)
+        except (NemoError, ValueError) as exc:
+            yield NoteView(f"Could not fetch a generated image: {exc}")
+            continue
+        view = ImageView(data, label=_file_name(url), max_pixels=max_pixels)
+        yield NoteView(view.note) if view.note else view
+
+
+def _file_name(url: str) -> str:
+    name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    return " ".join(name.split())[:60] or "image"
 
 
 def upload_targets(session: Any, targets: Sequence[str]) -> tuple[Any, ...]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,8 +43,14 @@ def assert_idle(panel: Panel) -> None:
     assert all(not button.disabled for button in panel.actions_box.children)
 
 
+def live_transcript_html(panel: Panel) -> str:
+    """The HTML of the transcript's widgets, as the frontend has them."""
+    return "".join(piece.value for box in panel.reply_view.children for piece in box.children)
+
+
 def all_html(panel: Panel) -> str:
-    parts = [panel.status.value, panel.credits_badge.value, panel.reply_view.value]
+    parts = [panel.status.value, panel.credits_badge.value, live_transcript_html(panel)]
+    parts += [panel.transcript_html]
     parts += [panel.tracks_view.value]
     parts += [child.value for child in panel.video_box.children if isinstance(child, widgets.HTML)]
     parts += [panel.claim_view.value]
@@ -150,7 +160,8 @@ def test_scripted_turn_escapes_and_turns_actions_into_buttons() -> None:
     assert panel.prompt.value == ""
     assert XSS in panel.transcript
     assert XSS not in all_html(panel)
-    assert "&lt;img src=x onerror=alert(1)&gt;" in panel.reply_view.value
+    assert "&lt;img src=x onerror=alert(1)&gt;" in live_transcript_html(panel)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in panel.transcript_html
     assert "&lt;img" in panel.tracks_view.value and "<caption>" in panel.tracks_view.value
     assert [b.description for b in panel.actions_box.children] == ["Export", "Show tracks"]
     assert panel.credits_badge.value.endswith("credits: ?</span>")
@@ -412,3 +423,167 @@ def test_panel_parts_carry_stable_css_classes():
     assert "nemo-panel" in panel._dom_classes
     assert "nemo-send" in panel.send_button._dom_classes
     assert "nemo-transcript" in panel.reply_view._dom_classes
+
+
+# --------------------------------------------------------------------------- limits (issue 12)
+
+
+def _png(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(out, "PNG")
+    return out.getvalue()
+
+
+def media_state(*urls: str) -> SessionState:
+    media = [{"url": url} for url in urls]
+    return SessionState.from_api({"state": {"draft": {}, "generated_media": media}})
+
+
+class FetchingClient(ScriptedClient):
+    """Serves ``images`` by URL; a fetch of ``slow_url`` waits for ``release``."""
+
+    def __init__(self, images: dict[str, bytes], slow_url: str | None = None) -> None:
+        self.images, self.slow_url = images, slow_url
+        self.fetched: list[str] = []
+        self.fetching, self.release = threading.Event(), threading.Event()
+
+    def fetch_bytes(self, url: str) -> bytes:
+        self.fetched.append(url)
+        if url == self.slow_url:
+            self.fetching.set()
+            assert self.release.wait(10)
+        return self.images[url]
+
+
+def test_stop_takes_effect_while_the_result_of_a_turn_is_shown() -> None:
+    first, second = "http://h/media/generated/a.png", "http://h/media/generated/b.png"
+    reply = Reply(
+        "m", "Here are two.", state=media_state(first, second), state_before=media_state(),
+        actions=("export",),
+    )  # fmt: skip
+    session = ScriptedSession([TextDelta("Here are two.")], reply)
+    session.client = FetchingClient({first: _png(8, 8), second: _png(8, 8)}, slow_url=first)
+    panel = Panel(session=session)
+    panel.submit("two images")
+    assert session.client.fetching.wait(10)  # the stream is over; the images are being fetched
+    panel.stop()
+    session.client.release.set()
+    assert panel.wait(10)
+    assert_idle(panel)
+    assert session.client.fetched == [first]  # nothing after the Stop
+    assert panel.transcript.endswith("(stopped)\n")
+    assert panel.status.value == f"<span>{html.escape(STOPPED_STATUS)}</span>"
+    assert panel.actions_box.children == ()
+    assert session.sent == ["two images"]
+
+
+def _transcript_comm_ids(panel: Panel) -> set[str]:
+    ids, queue = set(), [panel.reply_view]
+    while queue:
+        widget = queue.pop()
+        ids |= {widget.comm.comm_id, widget.layout.comm.comm_id}
+        if getattr(widget, "style", None) is not None:
+            ids.add(widget.style.comm.comm_id)
+        queue += list(getattr(widget, "children", ()))
+    return ids
+
+
+def test_transcript_traffic_grows_with_the_text_not_its_square(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import comm
+
+    sent: list[tuple[str, int]] = []
+
+    def publish(self: Any, msg_type: str, data: Any = None, *args: Any, **kwargs: Any) -> None:
+        sent.append((self.comm_id, len(json.dumps(data, default=str))))
+
+    monkeypatch.setattr(comm.DummyComm, "publish_msg", publish)
+    reply_text = "".join(f"line {n:03d} of a long answer <b>&</b>\n" for n in range(27))[:1000]
+    chunks = [TextDelta(reply_text[i : i + 100]) for i in range(0, 1000, 100)]
+    session = ScriptedSession(chunks, Reply("m", reply_text))
+    panel = Panel(session=session, clock=lambda: 0.0)
+    for number in range(200):
+        panel.submit(f"message {number}")
+        assert panel.wait(10)
+    assert panel.transcript.count(reply_text) == 200
+    ids = _transcript_comm_ids(panel)
+    traffic = sum(size for comm_id, size in sent if comm_id in ids)
+    # re-sending the whole transcript on every write made this ~200x the text
+    assert traffic < 10 * len(panel.transcript)
+    static = panel.transcript_html
+    assert static.count(html.escape(reply_text)) == 200 and "› message 199" in static
+
+
+def test_a_long_streamed_reply_is_split_into_bounded_pieces() -> None:
+    text = "".join(f"paragraph {n}\n" for n in range(3000))
+    session = ScriptedSession([TextDelta(text[i : i + 50]) for i in range(0, len(text), 50)],
+                              Reply("m", text))  # fmt: skip
+    panel = Panel(session=session, stream_rate=0)
+    panel.submit("a long one")
+    assert panel.wait(20)
+    pieces = [piece.value for box in panel.reply_view.children for piece in box.children]
+    assert max(len(piece) for piece in pieces) < 20_000
+    assert all(len(box.children) <= 20 for box in panel.reply_view.children)
+    assert text in panel.transcript
+
+
+def test_panel_images_are_960_px_previews_shared_with_the_transcript() -> None:
+    from PIL import Image
+
+    url = "http://h/media/generated/wide.png"
+    reply = Reply("m", "Done.", state=media_state(url), state_before=media_state())
+    session = ScriptedSession([TextDelta("Done.")], reply)
+    session.client = FetchingClient({url: _png(2400, 1200)})
+    panel = Panel(session=session)
+    panel.submit("a wide image")
+    assert panel.wait(10) and panel.last_error is None, panel.last_error
+    (card,) = panel.media_box.children
+    assert Image.open(io.BytesIO(card.value)).size == (960, 480)
+    assert base64.b64encode(card.value).decode() in panel.transcript_html
+
+
+def test_panel_skips_broken_image_urls_and_huge_images_with_a_note() -> None:
+    good, huge = "http://h/media/generated/ok.png", "http://h/media/generated/huge.png"
+    forged = bytearray(_png(4, 4))
+    forged[16:24] = (20000).to_bytes(4, "big") * 2  # the header claims 20000x20000
+    bad = ["file:///etc/passwd.png", "javascript:alert(1)//.png", "http://[::1/a.png",
+           "http://h/\x00.png", "http://h/" + "a" * 70_000 + ".png"]  # fmt: skip
+    reply = Reply("m", "Done.", state=media_state(*bad, huge, good), state_before=media_state())
+    session = ScriptedSession([TextDelta("Done.")], reply)
+    session.client = FetchingClient({good: _png(8, 8), huge: bytes(forged)})
+    panel = Panel(session=session)
+    panel.submit("images")
+    assert panel.wait(10) and panel.last_error is None, panel.last_error
+    assert session.client.fetched == [huge, good]
+    assert len(panel.media_box.children) == 1
+    assert panel.transcript.count("· A generated image was skipped") == 5
+    assert "huge.png is not shown: 20000x20000 pixels" in panel.transcript
+    assert panel.status.value == "<span>Done.</span>"
+
+
+def test_panel_tracks_table_has_a_row_cap() -> None:
+    segments = [{"st": n * 1000, "d": 1000, "n": f"clip {n}"} for n in range(12)]
+    state = SessionState.from_api({"state": {"draft": {"t": [{"tt": 0, "sg": segments}]}}})
+    reply = Reply("m", "Done.", state=state, state_before=state)
+    panel = Panel(session=ScriptedSession([TextDelta("Done.")], reply), max_table_rows=5)
+    panel.submit("show")
+    assert panel.wait(10)
+    assert panel.tracks_view.value.count("<td>clip ") == 5
+    assert "… 7 more rows" in panel.tracks_view.value
+
+
+def test_an_exported_still_shows_as_a_preview_and_a_huge_one_as_a_note(tmp_path: Path) -> None:
+    from PIL import Image
+
+    panel = Panel(session=ScriptedSession([]), base_dir=tmp_path, max_image_pixels=4_000_000)
+    still = tmp_path / "nemo-panel-1.png"
+    still.write_bytes(_png(2400, 1200))
+    card = panel._player(still)
+    assert isinstance(card, widgets.Image)
+    assert Image.open(io.BytesIO(card.value)).size == (960, 480)
+    still.write_bytes(_png(2400, 1700))
+    note = panel._player(still)
+    assert isinstance(note, widgets.HTML) and "2400x1700 pixels" in note.value
