@@ -515,9 +515,35 @@ def _loads(data: str) -> Any:
     except (ValueError, RecursionError, UnicodeEncodeError):
         pass
     try:
-        return json.loads(data)
+        decoded = json.loads(data)
     except (ValueError, RecursionError):
         return _UNDECODABLE
+    if not _SURROGATE_ESCAPE.search(data):
+        return decoded
+    try:
+        return _without_lone_surrogates(decoded)
+    except RecursionError:  # as deep as json.loads allows, plus this walk's own frames
+        return _UNDECODABLE
+
+
+# A "\ud800" escape (or a surrogate in the text itself) gives a lone surrogate, which no UTF-8
+# output (a kernel's stdout, a widget) can carry; only this slow path meets one (msgspec
+# refuses them).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with lone surrogates in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            _without_lone_surrogates(key): _without_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    return value
 
 
 _PREVIEW_CHARS = 80

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from IPython.core.error import UsageError
@@ -384,6 +385,12 @@ def test_credits_line(connected: InteractiveShell) -> None:
     assert cap.stdout.startswith("Credits: ")
 
 
+def png_urls(media: list[Any]) -> list[str]:
+    """The URLs of PNG stills in ``generated_media`` (signed URLs end in a query)."""
+    urls = [str(item.get("url", "")) for item in media]
+    return [url for url in urls if urlsplit(url).path.endswith(".png")]
+
+
 def test_upload_file_and_routed_upload(connected: InteractiveShell, tmp_path: Path) -> None:
     photo = tmp_path / "photo.png"
     photo.write_bytes(PNG_1x1)
@@ -395,7 +402,7 @@ def test_upload_file_and_routed_upload(connected: InteractiveShell, tmp_path: Pa
         line(connected, f"upload {tmp_path / 'missing.png'}")
     cell(connected, "", CITY)
     media = magics_of(connected).workspace.sessions["main"].state().generated_media
-    image_url = next(m["url"] for m in media if str(m.get("url", "")).endswith(".png"))
+    image_url = png_urls(media)[0]
     _, cap = line(connected, f"upload {image_url}")
     assert cap.stdout.startswith("Uploaded img_") and "1920x1080" in cap.stdout
 
@@ -435,7 +442,7 @@ def test_upload_several_files_and_urls_one_request_each(
     assert [row.split(" ")[1] for row in cap.stdout.splitlines()] == ["a.png", "b.png"]
     cell(connected, "", CITY)
     media = session.state().generated_media
-    urls = [m["url"] for m in media if str(m.get("url", "")).endswith(".png")][:1] * 2
+    urls = png_urls(media)[:1] * 2
     before = emulator.faults.count("POST", upload_path)
     _, cap = line(connected, "upload " + " ".join(urls))
     assert emulator.faults.count("POST", upload_path) == before + 1

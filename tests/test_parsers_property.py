@@ -4,6 +4,7 @@ every fast path gives exactly what the plain path (``json.loads`` + :func:`parse
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -324,7 +325,23 @@ def test_the_decoder_gives_what_json_loads_gives(data: str) -> None:
         assert fast_loads(data) is _UNDECODABLE
         return
     got = fast_loads(data)
+    expected = lone_surrogates_replaced(expected)
     assert repr(got) == repr(expected) and type(got) is type(expected)
+
+
+def lone_surrogates_replaced(value: Any) -> Any:
+    """What the decoder gives for ``json.loads``'s ``value``: no output can carry a lone
+    surrogate ("\\ud800" in JSON), so each becomes U+FFFD (paired ones are already joined)."""
+    if isinstance(value, str):
+        return re.sub("[\ud800-\udfff]", "\ufffd", value)
+    if isinstance(value, list):
+        return [lone_surrogates_replaced(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            lone_surrogates_replaced(key): lone_surrogates_replaced(item)
+            for key, item in value.items()
+        }
+    return value
 
 
 @pytest.mark.filterwarnings("ignore:Generating overly large repr")
