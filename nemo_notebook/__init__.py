@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._client import Credits, NemoClient, RenderJob, Reply, Session, Turn, TurnStream, UploadedFile
-from ._config import Timing
+from ._config import Limits, Timing
 from ._draft import Draft, Segment, SessionState, Track
 from ._errors import (
     APIError,
@@ -25,6 +25,7 @@ from ._errors import (
     ExportInProgressError,
     FileTooLargeError,
     InsufficientCreditsError,
+    LimitExceededError,
     NemoError,
     NotebookError,
     NothingToExportError,
@@ -77,6 +78,8 @@ __all__ = [
     "FileTooLargeError",
     "Heartbeat",
     "InsufficientCreditsError",
+    "LimitExceededError",
+    "Limits",
     "NemoClient",
     "NemoError",
     "NotebookError",

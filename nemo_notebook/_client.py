@@ -29,6 +29,7 @@ from httpx_sse import SSEError
 from ._config import (
     CachedToken,
     Clock,
+    Limits,
     Settings,
     SystemClock,
     Timing,
@@ -40,6 +41,7 @@ from ._config import (
 )
 from ._draft import Draft, SessionState
 from ._errors import (
+    TURN_MAY_STILL_FINISH,
     Account,
     APIError,
     AuthError,
@@ -48,6 +50,7 @@ from ._errors import (
     ExportInProgressError,
     FileTooLargeError,
     InsufficientCreditsError,
+    LimitExceededError,
     NemoError,
     NothingToExportError,
     RateLimitError,
@@ -61,6 +64,7 @@ from ._errors import (
     UnsupportedFileError,
     classify,
     out_of_credits_advice,
+    remember_secret,
 )
 from ._events import (
     Event,
@@ -82,6 +86,7 @@ from ._events import (
     question_from_call,
 )
 from ._protocol import (
+    ANONYMOUS_TOKEN_PATH,
     DEFAULT_EXPORT_FORMAT,
     MAX_UPLOAD_BYTES,
     RENDER_SUBMIT_PATH,
@@ -94,6 +99,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_UPLOAD_BYTES",
+    "MAX_URL_CHARS",
     "SUPPORTED_UPLOAD_TYPES",
     "Credits",
     "NemoClient",
@@ -230,7 +236,7 @@ class NemoClient:
     Arguments override the environment (``NEMO_TOKEN``, ``NEMO_API_URL``, ``NEMO_WEB_URL``,
     ``NEMO_CLIENT_ID``, ``SKILL_SOURCE``). Without a token an anonymous one is fetched once and
     cached per client id and API URL. ``transport``/``http_client`` are the test seam; ``timing``
-    and ``clock`` make every wait injectable.
+    and ``clock`` make every wait injectable; ``limits`` caps what is read from the server.
     """
 
     def __init__(
@@ -244,6 +250,7 @@ class NemoClient:
         transport: httpx.BaseTransport | None = None,
         http_client: httpx.Client | None = None,
         timing: Timing | None = None,
+        limits: Limits | None = None,
         clock: Clock | None = None,
         env: Mapping[str, str] | None = None,
         config_dir: str | os.PathLike[str] | None = None,
@@ -259,9 +266,11 @@ class NemoClient:
         )
         self.language = language_code(language)
         self.timing = timing or Timing()
+        self.limits = limits or Limits()
         self.clock: Clock = clock or SystemClock()
         self.recreate_missing_sessions = recreate_missing_sessions
         self._token: str | None = self._settings.token
+        remember_secret(self._token)
         self._anonymous = self._settings.token is None
         self._client_id: str | None = self._settings.client_id
         self._token_cache = TokenCache(self._settings.config_dir)
@@ -330,16 +339,12 @@ class NemoClient:
         """The account's credit balance."""
         return Credits.from_api(self.call("GET", "/api/credits/balance/simple"))
 
-    def fetch_bytes(self, url: str, max_bytes: int = 50_000_000) -> bytes:
-        """Download a media URL (image, poster) into memory, refusing more than ``max_bytes``."""
+    def fetch_bytes(self, url: str, max_bytes: int | None = None) -> bytes:
+        """Download a media URL (image, poster) into memory, refusing more than ``max_bytes``
+        (default ``limits.media_bytes``)."""
+        limit = self.limits.media_bytes if max_bytes is None else max_bytes
         with self._stream_get(url) as response:
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise TransportError(f"{url} is larger than {max_bytes} bytes; not loaded.")
-                chunks.append(chunk)
-        return b"".join(chunks)
+            return _read_capped(response, limit, "media_bytes", f"The file at {_path_of(url)}")
 
     # -- request machinery
 
@@ -378,17 +383,17 @@ class NemoClient:
     def with_safe_retries(self, attempt: Callable[[], T], *, authenticated: bool = True) -> T:
         """Run ``attempt``; repeat it once after a renewed anonymous token (1001) and once
         after waiting out a 429. Safe because a refused request ran nothing on the server."""
-        if authenticated:
-            self._current_token()  # a refused token request is not retried like the call
         retried_auth = retried_rate = False
         while True:
+            # A refused token request is not retried like the call.
+            used = self._current_token() if authenticated else None
             try:
                 return attempt()
             except AuthError:
                 if retried_auth or not (authenticated and self._anonymous):
                     raise
                 retried_auth = True
-                self._renew_anonymous_token()
+                self._renew_anonymous_token(refused=used)
             except RateLimitError:
                 if retried_rate:
                     raise
@@ -412,7 +417,9 @@ class NemoClient:
         url = path if path.startswith(("http://", "https://")) else self.api_url + path
         request = self._http.build_request(method, url, headers=headers, **kwargs)
         try:
-            response = self._http.send(request, stream=stream)
+            response = self._http.send(request, stream=True)
+            if not stream:
+                response = self.read_whole(response)
         except httpx.TimeoutException as exc:
             raise TransportError(
                 f"{method} {_path_of(url)} timed out talking to {self.api_url}; "
@@ -425,6 +432,23 @@ class NemoClient:
             ) from exc
         log.debug("%s %s -> %s", method, _path_of(url), response.status_code)
         return response
+
+    def read_whole(self, response: httpx.Response) -> httpx.Response:
+        """``response`` read into memory as a plain response, refusing more than
+        ``limits.body_bytes`` once decompressed (a small gzip answer can inflate to GBs)."""
+        where = f"The server's answer to {_path_of(str(response.request.url))}"
+        try:
+            body = _read_capped(response, self.limits.body_bytes, "body_bytes", where)
+        finally:
+            response.close()
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in _BODY_FRAMING_HEADERS
+        ]
+        return httpx.Response(
+            response.status_code, headers=headers, content=body, request=response.request
+        )
 
     def _unwrap(self, response: httpx.Response, *, merge_top_level: bool = False) -> Any:
         """The envelope's ``data`` (the body itself when ``data`` is absent or null), or the
@@ -478,44 +502,53 @@ class NemoClient:
     def _current_token(self) -> str:
         with self._token_lock:
             if self._token is None:
-                self._token = self._anonymous_token(use_cache=True)
+                self._token = self._anonymous_token(refused=None)
             return self._token
 
-    def _renew_anonymous_token(self) -> None:
+    def _renew_anonymous_token(self, refused: str | None) -> None:
+        """Replace the ``refused`` token, once: a caller that finds it already replaced (by
+        another thread, or another process through the cache) uses the new one."""
         with self._token_lock:
-            self._token_cache.discard(self._ensure_client_id(), self.api_url)
-            self._token = self._anonymous_token(use_cache=False)
+            if self._token != refused:
+                return
+            self._token = self._anonymous_token(refused=refused)
 
     def _ensure_client_id(self) -> str:
         if self._client_id is None:
             self._client_id = load_or_create_client_id(self._settings.config_dir)
         return self._client_id
 
-    def _anonymous_token(self, *, use_cache: bool) -> str:
+    def _anonymous_token(self, *, refused: str | None) -> str:
+        """The cached anonymous token unless it is ``refused``, else a new one from the server.
+        The cache's lock is held throughout, so only one request is made for every process
+        sharing the cache (the server gives one token per client id every 7 days)."""
         client_id = self._ensure_client_id()
-        cached = self._token_cache.get(client_id, self.api_url) if use_cache else None
-        if cached is None:
-            response = self._send(
-                "POST", "/api/auth/anonymous-token", {"X-Client-Id": client_id}, False
-            )
-            try:
-                data = self._unwrap(response)
-            except RateLimitError as exc:
-                raise RateLimitError(
-                    "The server refused a new anonymous token: it allows one per client id every "
-                    "7 days and a few per network. Set NEMO_TOKEN to the token you have, or set "
-                    "NEMO_CLIENT_ID to a new UUID.",
-                    code=exc.code,
-                    status=exc.status,
-                ) from exc
-            cached = CachedToken(
-                token=str(_field(data, "token")),
-                user_id=_optional_str(data.get("user_id")),
-                expires_at=parse_expiry(data.get("expires_at")),
-            )
-            self._token_cache.put(client_id, self.api_url, cached)
+        with self._token_cache.renewal():
+            cached = self._token_cache.get(client_id, self.api_url)
+            if cached is None or cached.token == refused:
+                cached = self._new_anonymous_token(client_id)
+                self._token_cache.put(client_id, self.api_url, cached)
+        remember_secret(cached.token)
         self.user_id = cached.user_id
         return cached.token
+
+    def _new_anonymous_token(self, client_id: str) -> CachedToken:
+        response = self._send("POST", ANONYMOUS_TOKEN_PATH, {"X-Client-Id": client_id}, False)
+        try:
+            data = self._unwrap(response)
+        except RateLimitError as exc:
+            raise RateLimitError(
+                "The server refused a new anonymous token: it allows one per client id every "
+                "7 days and a few per network. Set NEMO_TOKEN to the token you have, or set "
+                "NEMO_CLIENT_ID to a new UUID.",
+                code=exc.code,
+                status=exc.status,
+            ) from exc
+        return CachedToken(
+            token=str(_field(data, "token")),
+            user_id=_optional_str(data.get("user_id")),
+            expires_at=parse_expiry(data.get("expires_at")),
+        )
 
     # -- helpers for sessions and jobs
 
@@ -525,14 +558,18 @@ class NemoClient:
 
     @contextlib.contextmanager
     def _stream_get(self, url: str) -> Iterator[httpx.Response]:
-        """GET ``url`` as a stream; the token goes only to the API's own origin."""
+        """GET ``url`` as a stream; the token goes only to the API's own origin. A URL that
+        cannot be fetched is refused before anything is sent."""
+        problem = media_url_problem(url)
+        if problem is not None:
+            raise APIError(f"The server gave a media URL that cannot be fetched: {problem}.")
         if not url.startswith(("http://", "https://")):
             url = self.api_url + url
         response = self._send("GET", url, {}, self._is_own_origin(url), stream=True)
         try:
             if not response.is_success:
-                response.read()
-                raise self._error_for(response, _json_or_empty(response))
+                whole = self.read_whole(response)
+                raise self._error_for(whole, _json_or_empty(whole))
             yield response
         except httpx.HTTPError as exc:
             raise TransportError(f"The download from {_path_of(url)} broke off.") from exc
@@ -818,7 +855,8 @@ class TurnStream:
                         break
             outcome = self._outcome()
         finally:
-            if outcome == "stopped":
+            if outcome == "stopped":  # Stop, or an error: no more of this stream is read
+                self._abandon_stream()
                 self._finish(assembly.reply(self.message, stopped=True))
         if outcome == "stopped":
             return
@@ -875,10 +913,10 @@ class TurnStream:
             ):
                 return response
             try:
-                response.read()
-                raise client._error_for(response, _json_or_empty(response))
-            finally:
-                response.close()
+                whole = client.read_whole(response)
+            except httpx.HTTPError as exc:
+                raise TransportError("The turn's answer broke off before it was read.") from exc
+            raise client._error_for(whole, _json_or_empty(whole))
 
         try:
             self._response = client.with_safe_retries(attempt)
@@ -924,10 +962,17 @@ class TurnStream:
         timing, clock, queue = self._timing, self._clock, self._queue
         start = last_real = now = self._started
         next_notice = start + timing.still_working_every
-        frames = _FrameReader(self._response)
+        limits = self._client.limits
+        frames = _FrameReader(self._response, limits.event_chars)
+        received = 0
         while not self._closed.is_set():
             if queue:
                 now, chunk = queue.popleft()
+                received += len(chunk)
+                if received > limits.turn_bytes:
+                    raise LimitExceededError.reading(
+                        "This turn's stream", limits.turn_bytes, "turn_bytes", TURN_MAY_STILL_FINISH
+                    )
                 events = frames.feed(chunk)
                 if events:
                     if not all(isinstance(event, Heartbeat) for event in events):
@@ -1362,9 +1407,11 @@ class RenderJob:
             try:
                 _write_atomically(target, self.session.client, url)
                 return target
+            except LimitExceededError:  # the other address serves the same file
+                raise
             except NemoError as exc:
                 last_error = exc
-                log.info("Download from %s failed (%s).", _path_of(url), type(exc).__name__)
+                log.info("Download from %.200r failed (%s).", url, type(exc).__name__)
         assert last_error is not None
         raise last_error
 
@@ -1448,12 +1495,15 @@ def _current_umask() -> int:
 
 
 def _copy_stream(client: NemoClient, url: str, handle: BinaryIO) -> None:
+    limit = client.limits.download_bytes
     with client._stream_get(url) as response:
         expected = response.headers.get("content-length")
         written = 0
         for chunk in response.iter_bytes(1 << 20):
-            handle.write(chunk)
             written += len(chunk)
+            if written > limit:
+                raise LimitExceededError.reading("The rendered file", limit, "download_bytes")
+            handle.write(chunk)
     if expected is not None and expected.isdigit() and written != int(expected):
         raise TransportError(f"The download stopped after {written} of {expected} bytes.")
 
@@ -1465,10 +1515,10 @@ class _FrameReader:
     replaced); framing follows ``httpx_sse`` (see :class:`SSEDataDecoder`).
     """
 
-    def __init__(self, response: httpx.Response | None) -> None:
+    def __init__(self, response: httpx.Response | None, max_event_chars: int) -> None:
         encoding = (response.encoding if response is not None else None) or "utf-8"
         self._text = codecs.getincrementaldecoder(encoding)(errors="replace")
-        self._sse = SSEDataDecoder()
+        self._sse = SSEDataDecoder(max_event_chars)
 
     def feed(self, chunk: bytes) -> list[Event]:
         text = self._text.decode(chunk)
@@ -1497,6 +1547,47 @@ def _shutdown_socket(response: httpx.Response) -> None:
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+
+
+#: Longer media URLs from the server are not fetched.
+MAX_URL_CHARS = 8192
+
+
+def media_url_problem(url: str) -> str | None:
+    """Why a media URL from the server is not fetched, or ``None`` when it can be: only
+    ``http(s)`` URLs with a host, or paths on the API server (``/media/…``), of sane length."""
+    if len(url) > MAX_URL_CHARS:
+        return f"its URL is longer than {MAX_URL_CHARS} characters"
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
+        return "its URL contains spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError on a port that is no number
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
+        return "its URL is malformed"
+    if not parts.scheme and url.startswith("/") and not url.startswith("//"):
+        return None
+    if parts.scheme.lower() not in ("http", "https"):
+        return "its URL is not a web address"
+    if not parts.hostname:
+        return "its URL has no host"
+    return None
+
+
+# Headers about how the body travelled; a body read into memory travels no more.
+_BODY_FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def _read_capped(response: httpx.Response, limit: int, setting: str, what: str) -> bytes:
+    """The decoded body of a streamed ``response``; more than ``limit`` bytes stops the read."""
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise LimitExceededError.reading(what, limit, setting)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _json_or_empty(response: httpx.Response) -> Mapping[str, Any]:

@@ -1,8 +1,10 @@
-"""Settings from the environment, the client-id file, the token cache, timing and clocks.
+"""Settings from the environment, the client-id file, the token cache, limits, timing and
+clocks.
 
 Nothing here does HTTP. The token cache holds anonymous tokens only, one per client id and API
 URL, in ``<config dir>/tokens.json`` with file mode 0600, so kernel restarts reuse the token
-instead of spending the one-token-per-7-days allowance.
+instead of spending the one-token-per-7-days allowance. The config dir is 0700 and its files
+must be regular files of this user's (``_private_files``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,10 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from ._errors import ConfigError
+from ._private_files import NotPrivateError, ensure_private_dir, read_private, write_private
 from ._version import __version__
 
 DEFAULT_API_URL = "https://mega-api-prod.nemovideo.ai"
@@ -50,6 +52,23 @@ class Timing:
     render_timeout: float = 600.0
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
+
+
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much the client takes from a server; beyond a limit it stops reading and raises
+    :class:`~nemo_notebook.LimitExceededError` naming the field. Sizes count decompressed
+    bytes (a small gzip answer can inflate to gigabytes). ``NemoClient(limits=Limits(...))``.
+    """
+
+    body_bytes: int = 32 * _MB  # one API answer (JSON)
+    event_chars: int = 32 * _MB  # one line, and one event, of a chat stream
+    turn_bytes: int = 256 * _MB  # everything one chat turn's stream sends
+    media_bytes: int = 50 * _MB  # an image or poster fetched to show it
+    download_bytes: int = 4096 * _MB  # one render download written to disk
 
 
 class Clock(Protocol):
@@ -148,11 +167,13 @@ def attribution_headers(platform: str) -> dict[str, str]:
 def load_or_create_client_id(config_dir: Path) -> str:
     """Read ``client_id`` from the config dir, or write a new UUID there."""
     path = config_dir / "client_id"
-    with contextlib.suppress(OSError, ValueError):
-        return str(uuid.UUID(path.read_text(encoding="utf-8").strip()))
+    data = _read_config_file(path, secret=False)
+    with contextlib.suppress(ValueError):
+        return str(uuid.UUID((data or b"").decode("utf-8", "replace").strip()))
     client_id = str(uuid.uuid4())
     try:
-        write_private_file(path, client_id + "\n")
+        ensure_private_config_dir(config_dir)
+        write_private(path, (client_id + "\n").encode())
     except OSError as exc:
         raise ConfigError(
             f"Could not save the client id in {path}: {exc.strerror}. "
@@ -161,19 +182,24 @@ def load_or_create_client_id(config_dir: Path) -> str:
     return client_id
 
 
-def write_private_file(path: Path, text: str) -> None:
-    """Write ``text`` atomically to ``path`` with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+def ensure_private_config_dir(config_dir: Path) -> None:
+    """Make the config folder 0700, or check that it is a folder of this user's."""
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        ensure_private_dir(config_dir)
+    except NotPrivateError as exc:
+        raise ConfigError(f"{exc}, or set XDG_CONFIG_HOME to a folder of yours.") from exc
+
+
+def _read_config_file(path: Path, *, secret: bool) -> bytes | None:
+    """A file of the config folder, ``None`` when missing; another user's file, a link or a
+    pipe is refused with what to fix (it could hold a token planted by someone else)."""
+    try:
+        return read_private(path, _CONFIG_FILE_BYTES, secret=secret)
+    except NotPrivateError as exc:
+        raise ConfigError(f"{exc}. Then try again.") from exc
+
+
+_CONFIG_FILE_BYTES = 1024 * 1024  # a token cache of thousands of entries fits
 
 
 @dataclass(frozen=True)
@@ -190,16 +216,50 @@ class CachedToken:
 
 
 class TokenCache:
-    """Anonymous tokens by (client id, API URL) in a 0600 JSON file."""
+    """Anonymous tokens by (client id, API URL) in a 0600 JSON file.
 
-    _lock = threading.Lock()
+    :meth:`renewal` holds a file lock beside it, so that one process (and one thread) at a
+    time asks the server for a token: the server gives one per client id every 7 days, so a
+    second request would be refused and lock the user out.
+    """
+
+    _lock = threading.Lock()  # one writer of the file at a time
+    _renewal_lock = threading.Lock()  # one token request at a time in this process
+    LOCK_TIMEOUT_S = 120.0  # longer than one token request may take
 
     def __init__(self, config_dir: Path) -> None:
+        self.config_dir = config_dir
         self.path = config_dir / "tokens.json"
 
     @staticmethod
     def _key(client_id: str, api_url: str) -> str:
         return hashlib.sha256(f"{client_id}\n{api_url}".encode()).hexdigest()
+
+    @contextlib.contextmanager
+    def renewal(self) -> Iterator[None]:
+        """Hold the token lock of this config folder (threads and processes alike); a folder
+        that cannot hold a lock file (read only) gives only this process's lock."""
+        from filelock import FileLock, Timeout  # imported on the first token request
+
+        with self._renewal_lock:
+            lock = FileLock(self.config_dir / "tokens.lock", mode=0o600)
+            locked = False
+            try:
+                ensure_private_config_dir(self.config_dir)
+                lock.acquire(timeout=self.LOCK_TIMEOUT_S)
+                locked = True
+            except Timeout as exc:
+                raise ConfigError(
+                    f"Another program has held {exc.lock_file} for two minutes while asking "
+                    "for a token. Try again; if it stays, remove that file."
+                ) from exc
+            except OSError:  # a read-only folder
+                pass
+            try:
+                yield
+            finally:
+                if locked:
+                    lock.release()
 
     def get(self, client_id: str, api_url: str, now: float | None = None) -> CachedToken | None:
         entry = self._read().get(self._key(client_id, api_url))
@@ -223,22 +283,18 @@ class TokenCache:
             }
             self._write(entries)
 
-    def discard(self, client_id: str, api_url: str) -> None:
-        with self._lock:
-            entries = self._read()
-            if entries.pop(self._key(client_id, api_url), None) is not None:
-                self._write(entries)
-
     def _read(self) -> dict[str, object]:
+        data = _read_config_file(self.path, secret=True)
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            entries = json.loads(data) if data else {}
+        except (ValueError, RecursionError):
             return {}
-        return data if isinstance(data, dict) else {}
+        return entries if isinstance(entries, dict) else {}
 
     def _write(self, entries: dict[str, object]) -> None:
         with contextlib.suppress(OSError):  # a read-only home must not break the client
-            write_private_file(self.path, json.dumps(entries, indent=1))
+            ensure_private_config_dir(self.config_dir)
+            write_private(self.path, json.dumps(entries, indent=1).encode())
 
 
 def parse_expiry(value: object, now: float | None = None) -> float:

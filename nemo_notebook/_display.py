@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import os
 import subprocess
 import sys
@@ -38,7 +39,6 @@ from nemo_notebook._events import (
 __all__ = [
     "MAX_IMAGE_PIXELS",
     "MAX_TABLE_ROWS",
-    "MAX_URL_CHARS",
     "ChangesView",
     "ImageView",
     "LinkView",
@@ -55,7 +55,6 @@ __all__ = [
     "generated_image_urls",
     "image_mime_type",
     "image_size",
-    "image_url_problem",
     "media_type",
     "option_lines",
     "percent_of",
@@ -68,8 +67,6 @@ Clock = Callable[[], float]
 MAX_TABLE_ROWS = 200
 #: Images with more pixels are not decoded or shown (a 13000x13000 PNG of 160 KB needs ~0.9 GB).
 MAX_IMAGE_PIXELS = 50_000_000
-#: Longer media URLs from the server are not fetched.
-MAX_URL_CHARS = 8192
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 _MEDIA_TYPES = {
     "mp4": "video/mp4", "m4v": "video/mp4", "webm": "video/webm", "mov": "video/quicktime",
@@ -291,7 +288,9 @@ class ProgressLine:
 
 
 def percent_of(fraction: float) -> int:
-    """A progress fraction (clamped to 0..1) as a whole percentage."""
+    """A progress fraction (clamped to 0..1; NaN and infinities are 0) as a whole percentage."""
+    if not math.isfinite(fraction):
+        return 0
     return round(min(max(fraction, 0.0), 1.0) * 100)
 
 
@@ -705,7 +704,8 @@ def _grab_frame(ffmpeg: str, video: Path, seek: float, timeout_s: float) -> byte
 
 def generated_image_urls(before: Sequence[Any] | None, after: Sequence[Any] | None) -> list[str]:
     """URLs of still images that appeared in ``generated_media`` during a turn, in order
-    (malformed ones too: :func:`image_url_problem` says which cannot be fetched)."""
+    (malformed ones too: :func:`~nemo_notebook._client.media_url_problem` says which cannot
+    be fetched)."""
     seen = set(_media_urls(before or ()))
     return [url for url in _media_urls(after or ()) if url not in seen and _looks_like_image(url)]
 
@@ -736,24 +736,3 @@ def _looks_like_image(url: str) -> bool:
     except ValueError:  # e.g. a broken IPv6 host: still an image the person should hear of
         path = url.partition("?")[0].partition("#")[0]
     return path.lower().endswith(_IMAGE_SUFFIXES)
-
-
-def image_url_problem(url: str) -> str | None:
-    """Why a media URL from the server is not fetched, or ``None`` when it can be: only
-    ``http(s)`` URLs with a host, or paths on the API server (``/media/…``), of sane length."""
-    if len(url) > MAX_URL_CHARS:
-        return f"its URL is longer than {MAX_URL_CHARS} characters"
-    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
-        return "its URL contains spaces or control characters"
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018  # raises ValueError on a port that is no number
-    except ValueError:
-        return "its URL is malformed"
-    if not parts.scheme and url.startswith("/") and not url.startswith("//"):
-        return None
-    if parts.scheme.lower() not in ("http", "https"):
-        return "its URL is not a web address"
-    if not parts.hostname:
-        return "its URL has no host"
-    return None

@@ -6,6 +6,7 @@
     ├── ConfigError                 bad settings (URL, client id file, token format)
     ├── ClientClosedError           the NemoClient was closed
     ├── TransportError              the server could not be reached / the connection dropped
+    ├── LimitExceededError          the server sent more than a client limit allows
     ├── APIError                    the server answered with an error (code, status, request id)
     │   ├── AuthError               1001: bad or expired token
     │   ├── SessionNotFoundError    1002: unknown session (or another user's)
@@ -30,8 +31,10 @@
     └── NotebookError               notebook-layer failures (kernel side)
 
 Every message says what to do next and never contains a token: messages pass through
-:func:`redact` before they are stored. :func:`classify` is the one mapping from what a server
-answered (endpoint, HTTP status, business code, message) to the error class and its advice.
+:func:`redact` before they are stored. It knows the usual token forms and, by value, every
+secret the process was handed (:func:`remember_secret`), whatever its form. :func:`classify` is
+the one mapping from what a server answered (endpoint, HTTP status, business code, message) to
+the error class and its advice.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from ._protocol import (
 )
 
 __all__ = [
+    "TURN_MAY_STILL_FINISH",
     "APIError",
     "Account",
     "AuthError",
@@ -61,6 +65,7 @@ __all__ = [
     "ExportInProgressError",
     "FileTooLargeError",
     "InsufficientCreditsError",
+    "LimitExceededError",
     "NemoError",
     "NotebookError",
     "NothingToExportError",
@@ -78,13 +83,28 @@ __all__ = [
     "classify",
     "out_of_credits_advice",
     "redact",
+    "remember_secret",
 ]
 
 _TOKEN_PATTERN = re.compile(r"nmv_usr_[A-Za-z0-9_\-]+|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,}")
 
 
+_SECRETS: set[str] = set()  # exact values to redact, whatever their form
+_MIN_SECRET_CHARS = 8  # shorter values would redact ordinary words
+
+
+def remember_secret(value: str | None) -> None:
+    """Redact ``value`` wherever :func:`redact` runs from now on (a token of any form)."""
+    if value and len(value) >= _MIN_SECRET_CHARS:
+        _SECRETS.add(value)
+
+
 def redact(text: str) -> str:
-    """Replace anything that looks like a NemoVideo token or a bearer credential."""
+    """Replace every remembered secret, and anything that looks like a NemoVideo token or a
+    bearer credential."""
+    for secret in tuple(_SECRETS):
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
     return _TOKEN_PATTERN.sub("[redacted]", text)
 
 
@@ -114,6 +134,40 @@ class ClientClosedError(NemoError):
 
 class TransportError(NemoError):
     """The server could not be reached, or the connection broke."""
+
+
+#: What a person can do when a turn's stream ended early: the server may still finish it.
+TURN_MAY_STILL_FINISH = (
+    " The server may still finish the turn: check with session.state() or `%nemo status`."
+)
+
+
+class LimitExceededError(NemoError):
+    """The server sent more than a limit of the client allows (``limit`` names the setting of
+    :class:`~nemo_notebook.Limits`, ``value`` its value); what was read is discarded."""
+
+    def __init__(self, message: str, *, limit: str, value: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
+
+    @classmethod
+    def reading(
+        cls, what: str, limit: int, setting: str, then: str = "", *, chars: bool = False
+    ) -> LimitExceededError:
+        """``what`` grew past ``limit`` (bytes, or characters with ``chars``), the ``setting``
+        of ``Limits``; ``then`` says what the person can still do."""
+        unit = "characters" if chars else "bytes"
+        size = f"{limit:,} {unit}"
+        if limit >= 1024 * 1024:
+            size = f"{limit / 1024 / 1024:g} M {unit}" if chars else f"{limit / 1024 / 1024:g} MB"
+        return cls(
+            f"{what} is larger than {size}, the client's {setting} limit, so the client "
+            f"stopped reading it.{then} If you trust the server, raise the limit with "
+            f"NemoClient(limits=Limits({setting}=...)).",
+            limit=setting,
+            value=limit,
+        )
 
 
 class APIError(NemoError):

@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from ._errors import TURN_MAY_STILL_FINISH, LimitExceededError
+
 __all__ = [
     "MAX_PAYLOAD_CHARS",
     "Event",
@@ -591,15 +593,29 @@ class SSEDataDecoder:
     blank line dispatches the event when any field (``event``, ``data``, ``id``, ``retry``) was
     seen (``id`` is remembered across events, as the spec says); an event without a final blank
     line is dropped. Only the ``data`` of each dispatched event is returned, since that is all
-    a turn uses.
+    a turn uses. A line or an event's data longer than ``max_chars`` raises
+    :class:`~nemo_notebook.LimitExceededError` (a line that never ends must not grow forever).
     """
 
-    __slots__ = ("_data", "_has_event", "_has_id", "_has_retry", "_line", "_trailing_cr")
+    __slots__ = (
+        "_data",
+        "_data_chars",
+        "_has_event",
+        "_has_id",
+        "_has_retry",
+        "_line",
+        "_line_chars",
+        "_max_chars",
+        "_trailing_cr",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, max_chars: int = MAX_PAYLOAD_CHARS) -> None:
+        self._max_chars = max_chars
         self._line: list[str] = []  # the unfinished last line
+        self._line_chars = 0
         self._trailing_cr = False
         self._data: list[str] = []
+        self._data_chars = 0
         self._has_event = False  # a non-empty event name in the open event
         self._has_retry = False  # a valid retry field in the open event
         self._has_id = False  # a non-empty last event id (kept across events)
@@ -618,16 +634,24 @@ class SSEDataDecoder:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         end = text.rfind("\n")
         if end < 0:
-            self._line.append(text)
+            self._add_to_line(text)
             return []
         complete = text[:end]
         if self._line:
             self._line.append(complete)
             complete = "".join(self._line)
             self._line.clear()
+            self._line_chars = 0
         if end + 1 < len(text):
-            self._line.append(text[end + 1 :])
+            self._add_to_line(text[end + 1 :])
         return self._blocks(complete)
+
+    def _add_to_line(self, text: str) -> None:
+        self._line.append(text)
+        self._line_chars += len(text)
+        if self._line_chars > self._max_chars:
+            self._line.clear()
+            raise self._too_long("line")
 
     def flush(self) -> list[str]:
         """The end of the stream: an unfinished line still counts (it can only be blank to
@@ -636,6 +660,7 @@ class SSEDataDecoder:
             return []
         line = "".join(self._line)
         self._line.clear()
+        self._line_chars = 0
         self._trailing_cr = False
         out: list[str] = []
         self._lines(line, out, dispatch_last=False)
@@ -673,6 +698,7 @@ class SSEDataDecoder:
             if self._data or self._has_event or self._has_retry or self._has_id:
                 out.append("\n".join(self._data))
                 self._data = []
+                self._data_chars = 0
                 self._has_event = self._has_retry = False
             return
         if line[0] == ":":
@@ -682,6 +708,10 @@ class SSEDataDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._data_chars += len(value) + 1
+            if self._data_chars > self._max_chars:
+                self._data = []
+                raise self._too_long("event")
         elif name == "event":
             self._has_event = bool(value)
         elif name == "id":
@@ -689,6 +719,15 @@ class SSEDataDecoder:
                 self._has_id = bool(value)
         elif name == "retry" and not self._has_retry:
             self._has_retry = _is_int(value)
+
+    def _too_long(self, what: str) -> LimitExceededError:
+        return LimitExceededError.reading(
+            f"A {what} of the chat stream",
+            self._max_chars,
+            "event_chars",
+            TURN_MAY_STILL_FINISH,
+            chars=True,
+        )
 
 
 def _is_int(text: str) -> bool:

@@ -8,6 +8,7 @@ notebook run fails loudly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -42,7 +43,7 @@ from nemo_notebook._display import (
     unknown_changes_note,
 )
 from nemo_notebook._draft import CAPTION_SEGMENTS
-from nemo_notebook._errors import NemoError, NotebookError
+from nemo_notebook._errors import NemoError, NotebookError, redact
 from nemo_notebook._router import Intent, route
 from nemo_notebook._workflows import (
     answer_for,
@@ -832,8 +833,15 @@ class NemoMagics(Magics):
                 return self.run_line(line)
             return self.run_cell(line, cell)
         except NemoError as exc:
-            if not self.full_tracebacks:
+            if self.full_tracebacks:
+                _show_redacted(exc, self.shell)
+            else:
                 _show_briefly(exc)
+            raise
+        except UsageError:
+            raise
+        except BaseException as exc:  # a bug, an interrupt: IPython's traceback, redacted
+            _show_redacted(exc, self.shell)
             raise
 
     def run_line(self, line: str) -> Any:
@@ -887,6 +895,22 @@ def _show_briefly(error: NemoError) -> None:
     papermill stop on it) and ``%debug`` still has its traceback."""
     brief = [f"\x1b[0;31m{type(error).__name__}\x1b[0m: {error}"]
     error._render_traceback_ = lambda: brief  # type: ignore[attr-defined]  # IPython's hook
+
+
+def _show_redacted(error: BaseException, shell: Any) -> None:
+    """Let IPython show its own traceback of ``error``, in the current ``%xmode`` (Verbose
+    lists every frame's variables, the request headers among them), with every secret the
+    process holds redacted from it."""
+    formatter = getattr(shell, "InteractiveTB", None)
+    if formatter is None:
+        return
+
+    def render() -> list[str]:
+        lines = formatter.structured_traceback(type(error), error, error.__traceback__)
+        return [redact(line) for line in lines]
+
+    with contextlib.suppress(AttributeError, TypeError):  # some exceptions take no attributes
+        error._render_traceback_ = render  # type: ignore[attr-defined]  # IPython's hook
 
 
 def load_ipython_extension(ip: Any) -> None:

@@ -13,13 +13,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from nemo_notebook._client import media_url_problem
 from nemo_notebook._display import (
     MAX_IMAGE_PIXELS,
     ImageView,
     LinkView,
     NoteView,
     generated_image_urls,
-    image_url_problem,
 )
 from nemo_notebook._errors import APIError, AuthError, NemoError, TransportError
 from nemo_notebook._protocol import DEFAULT_EXPORT_FORMAT
@@ -109,7 +109,7 @@ def new_images(
     before = getattr(reply.state_before, "generated_media", None) if reply.state_before else None
     after = getattr(reply.state, "generated_media", None) if reply.state else None
     for url in generated_image_urls(before, after):
-        problem = image_url_problem(url)
+        problem = media_url_problem(url)
         if problem is not None:
             yield NoteView(f"A generated image was skipped: {problem}.")
             continue

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import io
 import re
+import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from nemo_notebook._errors import (
     NemoError,
     NotebookError,
     NothingToExportError,
+    TransportError,
 )
 from nemo_notebook._events import Question, TextDelta, ToolCall
 from nemo_notebook._magics import (
@@ -518,6 +521,29 @@ def test_failures_show_name_and_message_not_internal_frames(connected: Interacti
     with capture_output() as cap:
         connected.run_cell("%nemo export")
     assert "_magics.py" in cap.stdout and "Generate something first" in cap.stdout
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_verbose_tracebacks_never_show_the_token(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch, full: bool
+) -> None:
+    """With ``%xmode Verbose`` IPython lists every frame's variables, the request headers and
+    the token among them; a token of any form is redacted, not only ``nmv_usr_…``."""
+    token = "sk-live-" + secrets.token_urlsafe(24)
+    monkeypatch.setenv("NEMO_TOKEN", token)
+    with socket.socket() as closed:  # a port nobody listens on: the call fails inside _send
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    shell.run_line_magic("xmode", "Verbose")
+    shell.run_line_magic("config", f"NemoMagics.full_tracebacks = {full}")
+    try:
+        with capture_output() as cap:
+            result = shell.run_cell(f"%nemo connect {url}")
+    finally:
+        shell.run_line_magic("xmode", "Context")
+    assert isinstance(result.error_in_exec, TransportError)
+    assert ("headers" in cap.stdout) is full  # the frames' variables were shown, redacted
+    assert token not in cap.stdout and token[8:20] not in cap.stdout
 
 
 @pytest.mark.parametrize(

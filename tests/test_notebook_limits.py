@@ -18,7 +18,7 @@ from fake_backend import TOKEN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nemo_notebook._client import NemoClient, Reply
+from nemo_notebook._client import NemoClient, Reply, media_url_problem
 from nemo_notebook._display import (
     MAX_TABLE_ROWS,
     ImageView,
@@ -26,7 +26,6 @@ from nemo_notebook._display import (
     TracksTable,
     generated_image_urls,
     image_size,
-    image_url_problem,
 )
 from nemo_notebook._draft import DIFF_LINES, Draft, Segment, SessionState, _match, _segment_key
 from nemo_notebook._magics import EXTRAS_STOPPED_MESSAGE, CellArgs, Workspace
@@ -167,16 +166,16 @@ HOSTILE_URLS = {
 
 def test_hostile_image_urls_are_refused_with_a_reason() -> None:
     for url, reason in HOSTILE_URLS.items():
-        problem = image_url_problem(url)
+        problem = media_url_problem(url)
         assert problem is not None and reason in problem, url
     for url in ("http://h/a.png", "https://cdn.example/x/y.JPG?s=1", "/media/generated/a.png"):
-        assert image_url_problem(url) is None, url
+        assert media_url_problem(url) is None, url
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200))
 def test_any_text_as_an_image_url_gives_an_answer(url: str) -> None:
-    problem = image_url_problem(url)
+    problem = media_url_problem(url)
     assert problem is None or isinstance(problem, str)
     generated_image_urls([], [{"url": url}, url])  # never raises
 

@@ -11,14 +11,15 @@ import nemo_notebook
 EXPECTED_PUBLIC_NAMES = {
     # client
     "NemoClient", "Session", "TurnStream", "Turn", "Reply", "RenderJob", "Credits",
-    "UploadedFile", "Timing",
+    "UploadedFile", "Timing", "Limits",
     # draft model
     "Draft", "Track", "Segment", "SessionState",
     # events
     "Event", "TextChunk", "TextDelta", "ToolCall", "ToolResult", "StateDelta", "Heartbeat",
     "StreamError", "TurnComplete", "StillWorking", "Recovering", "Question", "Unparsed",
     # errors
-    "NemoError", "ConfigError", "ClientClosedError", "TransportError", "APIError", "AuthError",
+    "NemoError", "ConfigError", "ClientClosedError", "TransportError", "LimitExceededError",
+    "APIError", "AuthError",
     "SessionNotFoundError", "InsufficientCreditsError", "UnsupportedFileError",
     "FileTooLargeError", "ClientIdError", "BadRequestError", "ExportBlockedError", "ScopeError",
     "RateLimitError",

@@ -200,12 +200,15 @@ def test_the_token_cache_and_client_id_files_are_private(emulator: Any, tmp_path
     with NemoClient(api_url=emulator.url, config_dir=config_dir) as client:
         client.credits()  # writes the client id, fetches and caches a token
         token = client._current_token()
-    for name in ("tokens.json", "client_id"):
+    for name in ("tokens.json", "client_id", "tokens.lock"):
         assert stat.S_IMODE((config_dir / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE(config_dir.stat().st_mode) == 0o700
+    assert (config_dir / "tokens.lock").read_bytes() == b""  # the lock holds no token
     entries = json.loads((config_dir / "tokens.json").read_text(encoding="utf-8"))
     assert [entry["token"] for entry in entries.values()] == [token]
     assert all(re.fullmatch(r"[0-9a-f]{64}", key) for key in entries)  # keys are hashed too
-    assert sorted(p.name for p in config_dir.iterdir()) == ["client_id", "tokens.json"]
+    names = sorted(p.name for p in config_dir.iterdir())
+    assert names == ["client_id", "tokens.json", "tokens.lock"]
 
 
 def test_the_token_is_never_in_a_url_repr_or_error(

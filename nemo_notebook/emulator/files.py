@@ -9,12 +9,13 @@ import hashlib
 import hmac
 import os
 import secrets
-import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from .._private_files import NotPrivateError, read_private
 
 __all__ = [
     "MEDIA_SIGNATURE_PARAM",
@@ -106,11 +107,10 @@ def _load_or_create_key(path: Path) -> bytes:
     key = _read_key(path)
     if key is not None:
         return key
-    key = secrets.token_bytes(_KEY_BYTES)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(key)
+            out.write(secrets.token_bytes(_KEY_BYTES))
         with contextlib.suppress(FileExistsError):  # first writer wins; others read its key
             os.link(tmp, path)
     finally:
@@ -124,23 +124,9 @@ def _load_or_create_key(path: Path) -> bytes:
 def _read_key(path: Path) -> bytes | None:
     """The key in ``path``, or ``None`` when there is none yet (a wrong file is refused)."""
     try:
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO planted there cannot hang the server
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise RuntimeError(f"cannot read the media key {path}: remove it and start again") from exc
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        key = handle.read(_KEY_BYTES + 1) if stat.S_ISREG(info.st_mode) else b""
-    if len(key) != _KEY_BYTES or not _private_to_us(info):
-        raise RuntimeError(
-            f"the media key {path} is not a private 32-byte file of yours: remove it"
-        )
+        key = read_private(path, _KEY_BYTES, secret=True)
+    except NotPrivateError as exc:
+        raise RuntimeError(f"the media key: {exc}") from exc
+    if key is not None and len(key) != _KEY_BYTES:
+        raise RuntimeError(f"the media key {path} is not {_KEY_BYTES} bytes long: remove it")
     return key
-
-
-def _private_to_us(info: os.stat_result) -> bool:
-    if not hasattr(os, "getuid"):  # Windows: no owner bits to check
-        return True
-    return info.st_uid == os.getuid() and not info.st_mode & 0o077
