@@ -779,7 +779,7 @@ class TurnStream:
     """The events of one chat turn, as they arrive.
 
     Iterate it (ideally as a context manager). Text arrives as :class:`TextDelta` (shown once,
-    GUI phrases translated); heartbeats-only periods produce :class:`StillWorking` every
+    GUI phrases translated; what one network read brought comes as one delta); heartbeats-only periods produce :class:`StillWorking` every
     ``timing.still_working_every`` seconds; a dropped or timed-out stream yields
     :class:`Recovering` and then the turn is recovered by polling state. :meth:`close` may be
     called from another thread (a Stop button): it ends the turn without re-sending anything.
@@ -849,10 +849,7 @@ class TurnStream:
         outcome = "stopped"
         try:
             for batch in self._pump():
-                for event in batch:
-                    yield from assembly.take(event)
-                    if self._closed.is_set():  # Stop while the consumer held this event
-                        break
+                yield from assembly.take_batch(batch, self._closed)
             outcome = self._outcome()
         finally:
             if outcome == "stopped":  # Stop, or an error: no more of this stream is read
@@ -1120,53 +1117,80 @@ class _Assembly:
         self.streamed_state = False
         self.unparsed: list[Unparsed] = []
 
-    def take(self, event: Event) -> Iterator[Event]:
-        """The events to hand on for one event of the wire (text deduplicated, calls once)."""
-        if isinstance(event, TextChunk):
-            text = self._merger.feed(event)
-            translator = self._translator
-            yield from self._show(
-                translator.feed(text) if event.partial else translator.feed_message_end(text)
-            )
-            return
+    def take_batch(self, batch: list[Event], closed: threading.Event) -> Iterator[Event]:
+        """The events to hand on for one network read's events: the text they add up to as
+        one :class:`TextDelta` in its place among the others (one per read, not per event,
+        as the stream's own chunks are an accident of the network); stops at ``closed``."""
+        texts: list[str] = []
+        for event in batch:
+            if type(event) is TextChunk:
+                text = self._take_text(event)
+                if text:
+                    texts.append(text)
+                continue
+            handed = self.take(event)
+            if handed:
+                if texts:
+                    yield TextDelta("".join(texts))
+                    texts.clear()
+                yield from handed
+                if closed.is_set():  # Stop while the consumer held these events
+                    return
+        if texts:
+            yield TextDelta("".join(texts))
+
+    def _take_text(self, chunk: TextChunk) -> str:
+        text = self._merger.feed(chunk)
+        translator = self._translator
+        shown = translator.feed(text) if chunk.partial else translator.feed_message_end(text)
+        if shown:
+            self.shown.append(shown)
+        return shown
+
+    def take(self, event: Event) -> list[Event]:
+        """The events to hand on for one event of the wire other than text (calls once)."""
         if isinstance(event, Unparsed):
             self.unparsed.append(event)
-            return
+            return []
+        handed: list[Event] = []
         if isinstance(event, ToolCall | ToolResult):
-            yield from self._show(self._translator.flush())
+            handed += self._show(self._translator.flush())
         if isinstance(event, ToolCall):
             self._merger.feed(event)  # every call, repeats too: text after it is a new paragraph
             if not self._tracker.first_time(event):
-                return
+                return handed
             self.calls.append(event)
             question = question_from_call(event)
             if question is not None:
                 self.question = question
-                yield from self._show(("\n\n" if self.shown else "") + question.text)
-                yield question
-                return
+                handed += self._show(("\n\n" if self.shown else "") + question.text)
+                handed.append(question)
+                return handed
         elif isinstance(event, StreamError):
             if not any(event.message in said or said in event.message for said in self.errors):
                 self.errors.append(event.message)  # ADK repeats errorMessage as an error frame
         elif isinstance(event, StateDelta):
             self.streamed_state = True
             self._session._apply_delta(event.delta)
-        yield event
+        handed.append(event)
+        return handed
 
-    def _show(self, text: str) -> Iterator[TextDelta]:
-        if text:
-            self.shown.append(text)
-            yield TextDelta(text)
+    def _show(self, text: str) -> list[Event]:
+        if not text:
+            return []
+        self.shown.append(text)
+        return [TextDelta(text)]
 
-    def finish(self) -> Iterator[TextDelta]:
+    def finish(self) -> list[Event]:
         """The end of the stream: held-back text, and one log line for unreadable payloads."""
         ok = not self.errors and bool(self.shown or self.calls)
-        yield from self._show(self._translator.finish(turn_ok=ok))
+        handed = self._show(self._translator.finish(turn_ok=ok))
         if self.unparsed:
             log.warning(
                 "%d event(s) of this turn could not be read and were skipped; the first: %r",
                 len(self.unparsed), self.unparsed[0].preview,
             )  # fmt: skip
+        return handed
 
     def reply(
         self,
