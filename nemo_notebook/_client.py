@@ -779,10 +779,11 @@ class TurnStream:
     """The events of one chat turn, as they arrive.
 
     Iterate it (ideally as a context manager). Text arrives as :class:`TextDelta` (shown once,
-    GUI phrases translated; what one network read brought comes as one delta); heartbeats-only periods produce :class:`StillWorking` every
-    ``timing.still_working_every`` seconds; a dropped or timed-out stream yields
-    :class:`Recovering` and then the turn is recovered by polling state. :meth:`close` may be
-    called from another thread (a Stop button): it ends the turn without re-sending anything.
+    GUI phrases translated; what one network read brought comes as one delta); heartbeats-only
+    periods produce :class:`StillWorking` every ``timing.still_working_every`` seconds; a
+    dropped or timed-out stream yields :class:`Recovering` and then the turn is recovered by
+    polling state. :meth:`close` may be called from another thread (a Stop button): it ends the
+    turn without re-sending anything.
     After the iteration ``reply`` holds the :class:`Reply`.
     """
 
