@@ -9,6 +9,7 @@ land in ``$NEMO_TEST_ARTIFACTS/browser/<test name>/``.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import time
@@ -103,8 +104,10 @@ def lab(
     failures_before = request.session.testsfailed
     try:
         yield driver
-        # The call phase's report is counted before teardown runs.
-        if request.session.testsfailed > failures_before:
+        # The call phase's report is counted before teardown runs. NEMO_SAVE_SCREENSHOTS=1
+        # keeps them from passing tests too, to look at what a person sees.
+        failed = request.session.testsfailed > failures_before
+        if failed or os.environ.get("NEMO_SAVE_SCREENSHOTS"):
             driver.save_artifacts(artifacts_dir() / _safe(request.node.name))
     finally:
         context.close()
