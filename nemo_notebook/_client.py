@@ -932,8 +932,11 @@ class TurnStream:
 
     def _read(self, response: httpx.Response) -> None:
         """Reader thread: only I/O. Each network read is queued as it came, with its arrival
-        time; decoding and parsing happen in the consumer (one wake per read, not per event)."""
+        time; decoding and parsing happen in the consumer (one wake per read, not per event).
+        Reading stops past ``limits.turn_bytes``: the consumer refuses the turn when it gets
+        there, and a fast server must not fill memory while it is behind."""
         queue, wake, closed, clock = self._queue, self._wake, self._closed, self._clock
+        limit, total = self._client.limits.turn_bytes, 0
         try:
             _check_event_stream(response)
             for chunk in response.iter_bytes():
@@ -942,6 +945,9 @@ class TurnStream:
                 if chunk:
                     queue.append((clock.monotonic(), chunk))
                     wake.set()
+                    total += len(chunk)
+                    if total > limit:
+                        break
         except Exception as exc:  # a broken connection ends the stream; recovery follows
             if not closed.is_set():
                 self._reader_error = exc
