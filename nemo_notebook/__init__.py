@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._client import Credits, NemoClient, RenderJob, Reply, Session, Turn, TurnStream, UploadedFile
+from ._client import NemoClient, Session
 from ._config import Limits, Timing
 from ._draft import Draft, Segment, SessionState, Track
 from ._errors import (
@@ -56,6 +56,9 @@ from ._events import (
     TurnComplete,
     Unparsed,
 )
+from ._export import RenderJob
+from ._models import Credits, Reply, Turn, UploadedFile
+from ._turns import TurnStream
 from ._version import __version__
 
 if TYPE_CHECKING:

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from nemo_notebook._client import UNKNOWN_CHANGES_NOTE
 from nemo_notebook._draft import CAPTION_SEGMENTS
 from nemo_notebook._events import (
     Question,
@@ -35,6 +34,7 @@ from nemo_notebook._events import (
     TextDelta,
     ToolCall,
 )
+from nemo_notebook._models import UNKNOWN_CHANGES_NOTE
 
 __all__ = [
     "MAX_IMAGE_PIXELS",

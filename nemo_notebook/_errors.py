@@ -84,6 +84,7 @@ __all__ = [
     "out_of_credits_advice",
     "redact",
     "remember_secret",
+    "run_error",
 ]
 
 _TOKEN_PATTERN = re.compile(r"nmv_usr_[A-Za-z0-9_\-]+|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,}")
@@ -285,6 +286,7 @@ class NotebookError(NemoError):
 # --------------------------------------------------------------------------- the one mapping
 
 _CREDIT_WORDS = re.compile(r"credit|balance|积分|余额", re.IGNORECASE)
+_RUN_CREDIT_WORDS = re.compile(r"credit|积分", re.IGNORECASE)  # in a run's own error message
 ACCEPTED_UPLOADS = ", ".join(SUPPORTED_UPLOAD_TYPES)
 _MAX_UPLOAD_MB = MAX_UPLOAD_BYTES // (1024 * 1024)
 
@@ -308,6 +310,21 @@ def out_of_credits_advice(account: Account) -> str:
     if account.anonymous:
         return f"You are out of credits. Register at {account.web_url}/register to get more."
     return f"You are out of credits. Top up your account at {account.web_url} to continue."
+
+
+def run_error(messages: tuple[str, ...], account: Account) -> NemoError | None:
+    """The error for a run that reported failures in its stream (``None`` when it did not)."""
+    if not messages:
+        return None
+    said = "; ".join(messages)
+    if _RUN_CREDIT_WORDS.search(said):
+        return InsufficientCreditsError(
+            out_of_credits_advice(account) + f" Server said: {said}", code=2001
+        )
+    return StreamFailedError(
+        f"The agent reported an error: {said}. Nothing was retried; rephrase the request or "
+        "try again."
+    )
 
 
 def classify(

@@ -22,7 +22,6 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Bool, Float, Int, Unicode
 
-from nemo_notebook._client import raise_for_reply
 from nemo_notebook._display import (
     MAX_IMAGE_PIXELS,
     MAX_TABLE_ROWS,
@@ -539,7 +538,7 @@ class Workspace:
             raise
         finally:
             printer.close()
-        raise_for_reply(reply, session.client)
+        reply.raise_for_error()
         return reply
 
     def show_reply_extras(self, reply: Any, name: str) -> None:

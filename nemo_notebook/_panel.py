@@ -21,7 +21,6 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from nemo_notebook._client import raise_for_reply
 from nemo_notebook._display import (
     MAX_IMAGE_PIXELS,
     MAX_TABLE_ROWS,
@@ -324,7 +323,7 @@ class Panel(widgets.VBox):
         if reply is None or reply.stopped:
             self._say_stopped()
             return
-        raise_for_reply(reply, session.client)
+        reply.raise_for_error()
         self._show_reply(reply)
 
     def _say_stopped(self) -> None:

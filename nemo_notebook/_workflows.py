@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from nemo_notebook._client import media_url_problem
 from nemo_notebook._display import (
     MAX_IMAGE_PIXELS,
     ImageView,
@@ -22,6 +21,7 @@ from nemo_notebook._display import (
     generated_image_urls,
 )
 from nemo_notebook._errors import APIError, AuthError, NemoError, TransportError
+from nemo_notebook._http import media_url_problem
 from nemo_notebook._protocol import DEFAULT_EXPORT_FORMAT
 from nemo_notebook._router import numbered_option
 

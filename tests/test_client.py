@@ -336,7 +336,7 @@ def test_session_not_found_is_replaced_only_when_opted_in():
 def test_token_never_appears_in_reprs_or_errors():
     backend = FakeBackend()
     client = make_client(backend, token=TOKEN)
-    texts = [repr(client), str(client), repr(client._settings)]
+    texts = [repr(client), str(client), repr(client.connection.settings)]
     try:
         client.credits()
     except AuthError as exc:

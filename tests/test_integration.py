@@ -190,7 +190,7 @@ def test_expired_token_is_renewed_once(client: NemoClient, emulator):
 def test_expired_user_token_is_reported(emulator):
     with NemoClient(api_url=emulator.url) as anonymous:
         anonymous.credits()
-        token = anonymous._token
+        token = anonymous.connection.current_token()
     emulator.faults.expire_tokens()
     client = NemoClient(api_url=emulator.url, token=token)
     with client, pytest.raises(AuthError, match="NEMO_TOKEN") as caught:

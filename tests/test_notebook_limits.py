@@ -18,7 +18,7 @@ from fake_backend import TOKEN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nemo_notebook._client import NemoClient, Reply, media_url_problem
+from nemo_notebook._client import NemoClient, Reply
 from nemo_notebook._display import (
     MAX_TABLE_ROWS,
     ImageView,
@@ -28,6 +28,7 @@ from nemo_notebook._display import (
     image_size,
 )
 from nemo_notebook._draft import DIFF_LINES, Draft, Segment, SessionState, _match, _segment_key
+from nemo_notebook._http import media_url_problem
 from nemo_notebook._magics import EXTRAS_STOPPED_MESSAGE, CellArgs, Workspace
 
 # ------------------------------------------------------------------------------- draft diff

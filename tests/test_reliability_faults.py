@@ -402,7 +402,7 @@ def test_a_token_expiring_during_a_stream_and_a_render_poll(
 def test_an_expired_given_token_is_reported_not_replaced(emu: Any, tmp_path: Path) -> None:
     with make_client(emu.url, tmp_path) as anonymous:
         anonymous.credits()
-        token = anonymous._token
+        token = anonymous.connection.current_token()
     assert token is not None
     emu.faults.expire_tokens()
     tokens = emu.faults.count("POST", "/api/auth/anonymous-token")
@@ -600,7 +600,7 @@ def test_a_token_stays_valid_across_a_restart_on_a_new_port(
     with start(data_dir, time_scale=0.01) as first, make_client(first.url, tmp_path) as client:
         session = client.create_session()
         credits = client.credits()
-        token = client._current_token()
+        token = client.connection.current_token()
     with (
         start(data_dir, time_scale=0.01) as second,
         NemoClient(api_url=second.url, token=token, timing=FAST) as moved,

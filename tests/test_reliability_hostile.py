@@ -370,7 +370,7 @@ class Zeros(httpx.SyncByteStream):
 
 
 def auth_headers(client: NemoClient) -> dict[str, str]:
-    return {"Authorization": f"Bearer {client._current_token()}", **ATTRIBUTION}
+    return {"Authorization": f"Bearer {client.connection.current_token()}", **ATTRIBUTION}
 
 
 @pytest.mark.slow

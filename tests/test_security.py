@@ -173,7 +173,7 @@ def test_a_lost_session_is_replaced_by_a_new_one_of_ones_own(
 def test_tokens_are_stored_hashed_and_compared_in_constant_time(
     emulator: Any, intruder: NemoClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    token = intruder._current_token()
+    token = intruder.connection.current_token()
     calls: list[tuple[object, object]] = []
     real = hmac.compare_digest
 
@@ -199,7 +199,7 @@ def test_the_token_cache_and_client_id_files_are_private(emulator: Any, tmp_path
     config_dir = tmp_path / "nemovideo"
     with NemoClient(api_url=emulator.url, config_dir=config_dir) as client:
         client.credits()  # writes the client id, fetches and caches a token
-        token = client._current_token()
+        token = client.connection.current_token()
     for name in ("tokens.json", "client_id", "tokens.lock"):
         assert stat.S_IMODE((config_dir / name).stat().st_mode) == 0o600, name
     assert stat.S_IMODE(config_dir.stat().st_mode) == 0o700
@@ -214,10 +214,10 @@ def test_the_token_cache_and_client_id_files_are_private(emulator: Any, tmp_path
 def test_the_token_is_never_in_a_url_repr_or_error(
     emulator: Any, owner: dict[str, Any], intruder: NemoClient
 ) -> None:
-    token = intruder._current_token()
+    token = intruder.connection.current_token()
     claim = owner["session"].claim_url()
-    assert token not in claim and owner["client"]._current_token() not in claim
-    assert token not in repr(intruder) and token not in str(intruder._settings)
+    assert token not in claim and owner["client"].connection.current_token() not in claim
+    assert token not in repr(intruder) and token not in str(intruder.connection.settings)
     with pytest.raises(SessionNotFoundError) as caught:
         intruder.session(owner["session"].id).state()
     assert token not in str(caught.value) and token not in repr(caught.value)
@@ -250,7 +250,7 @@ def test_markup_in_labels_titles_and_replies_stays_plain_text(
     with httpx.Client(base_url=emulator.url, timeout=10) as http:
         raw = http.get(
             f"/api/state/nemo_agent/me/{session.id}/latest",
-            headers={"Authorization": f"Bearer {owner['client']._current_token()}"},
+            headers={"Authorization": f"Bearer {owner['client'].connection.current_token()}"},
         )
     assert MARKUP in raw.json()["data"]["state"]["draft"]["t"][-1]["sg"][0]["tx"]
     assert "\\u003c" not in raw.text and "&lt;" not in raw.text
