@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
@@ -117,7 +116,7 @@ def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _one_line(text: str, limit: int = _LABEL_LIMIT) -> str:
+def one_line(text: str, limit: int = _LABEL_LIMIT) -> str:
     """Whitespace collapsed and cut to ``limit`` characters, for one-line displays."""
     line = " ".join(text[: limit * 4].split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -204,7 +203,7 @@ def format_range(start_ms: int, end_ms: int) -> str:
     return f"{format_seconds(start_ms)}-{format_seconds(end_ms)}s"
 
 
-def _percent(volume: float | None) -> str:
+def percent_text(volume: float | None) -> str:
     return "default" if volume is None else f"{math.floor(volume * 100 + 0.5)}%"
 
 
@@ -295,7 +294,7 @@ class Segment(_RawView):
 
     def __repr__(self) -> str:
         name = self.text or self.label or self.source_name
-        named = f", {_one_line(name, 30)!r}" if name else ""
+        named = f", {one_line(name, 30)!r}" if name else ""
         ident = f"id={self.id!r}, " if self.id is not None else ""
         return f"Segment({ident}{self.range_text}{named})"
 
@@ -320,7 +319,7 @@ class Track(_RawView):
     def name(self) -> str | None:
         """The track's own ``n`` (e.g. ``"BGM"``, ``"Captions"``)."""
         name = _text(self.raw.get("n"))
-        return None if name is None else _one_line(name, 30)
+        return None if name is None else one_line(name, 30)
 
     @property
     def kind(self) -> str:
@@ -354,16 +353,16 @@ class Track(_RawView):
             return name or segment.range_text
         details = segment.range_text
         if self.type == TRACK_AUDIO and segment.volume is not None:
-            details += f", {_percent(segment.volume)}"
+            details += f", {percent_text(segment.volume)}"
         return f"{name} ({details})" if name else f"({details})"
 
     def segment_name(self, segment: Segment, quote: str = '"') -> str | None:
         """Quoted text for text segments, else the label, else the source file name."""
         text = segment.text
         if text is not None and (self.type == TRACK_TEXT or segment.label is None):
-            return f"{quote}{_one_line(text)}{quote}"
+            return f"{quote}{one_line(text)}{quote}"
         name = segment.label or segment.source_name
-        return None if name is None else _one_line(name)
+        return None if name is None else one_line(name)
 
     def describe(
         self, quote: str = '"', timing: bool = True, max_segments: int | None = None
@@ -465,24 +464,9 @@ class Draft(_RawView):
         Track changes past ``max_lines`` are counted in one ``"… N more changes"`` line;
         canvas and duration lines always follow.
         """
-        lines: list[str] = []
-        removed, pairs = _match(self.tracks, after.tracks, _track_key)
-        for track in removed:
-            lines.append(_removed_line(track.kind, _described(track, "'", timing=False)))
-        for before_track, after_track in pairs:
-            if before_track is None:
-                lines.append(_added_line(after_track.kind, _described(after_track, "'")))
-            else:
-                lines.extend(_track_changes(before_track, after_track))
-        if max_lines is not None and len(lines) > max(max_lines, 0):
-            hidden = len(lines) - max(max_lines, 0)
-            del lines[max(max_lines, 0) :]
-            lines.append(f"… {hidden} more change{'s' if hidden != 1 else ''}")
-        lines.extend(_canvas_changes(self, after))
-        before_ms, after_ms = self.duration_ms, after.duration_ms
-        if format_seconds(before_ms) != format_seconds(after_ms):
-            lines.append(f"Duration {format_seconds(before_ms)}s -> {format_seconds(after_ms)}s")
-        return tuple(lines)
+        from ._draft_diff import draft_changes  # the diff machinery loads on the first diff
+
+        return draft_changes(self, after, max_lines)
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per segment with the :data:`DATAFRAME_COLUMNS` keys."""
@@ -535,202 +519,6 @@ class Draft(_RawView):
     def __repr__(self) -> str:
         duration = format_seconds(self.duration_ms)
         return f"Draft(tracks={len(self.tracks)}, duration={duration}s)"
-
-
-# ------------------------------------------------------------------------------------- diff
-
-_Item = TypeVar("_Item", Track, Segment)
-
-
-def _track_key(track: Track) -> Hashable:
-    return track.type
-
-
-def _segment_key(segment: Segment) -> Hashable:
-    return None
-
-
-def _match(
-    before: Sequence[_Item], after: Sequence[_Item], key: Callable[[_Item], Hashable]
-) -> tuple[list[_Item], list[tuple[_Item | None, _Item]]]:
-    """Pairs by id when both sides have one, else by ``key`` and position.
-
-    Returns the removed ``before`` items, and every ``after`` item in order with its match
-    (``None`` when it is new). Linear: each lookup is a dict access and queues shrink lazily.
-    """
-    first_with_id: dict[str, int] = {}
-    for index, item in enumerate(before):
-        if item.id is not None:
-            first_with_id.setdefault(item.id, index)
-    matched: list[int | None] = [None] * len(after)
-    used: set[int] = set()
-    for position, item in enumerate(after):
-        same_id = first_with_id.get(item.id) if item.id is not None else None
-        if same_id is not None and same_id not in used:
-            matched[position] = same_id
-            used.add(same_id)
-    pools: dict[Hashable, _Pool] = {}
-    for index, item in enumerate(before):
-        if index not in used:
-            pools.setdefault(key(item), _Pool()).add(index, item.id)
-    for position, item in enumerate(after):
-        if matched[position] is None:
-            pool = pools.get(key(item))
-            found = pool.take(item.id, used) if pool is not None else None
-            if found is not None:
-                matched[position] = found
-                used.add(found)
-    removed = [item for index, item in enumerate(before) if index not in used]
-    pairs = [
-        (None if index is None else before[index], item)
-        for index, item in zip(matched, after, strict=True)
-    ]
-    return removed, pairs
-
-
-class _Pool:
-    """The unmatched ``before`` indices of one key, in order, queued three ways so that the
-    first one that may be the same item as a given id is found without scanning; taken
-    indices leave the other queues lazily (when they reach the front)."""
-
-    def __init__(self) -> None:
-        self._all: deque[int] = deque()
-        self._without_id: deque[int] = deque()
-        self._by_id: dict[str, deque[int]] = {}
-
-    def add(self, index: int, ident: str | None) -> None:
-        self._all.append(index)
-        queue = self._without_id if ident is None else self._by_id.setdefault(ident, deque())
-        queue.append(index)
-
-    def take(self, ident: str | None, used: set[int]) -> int | None:
-        """The first index whose item may be the one with ``ident`` (two different ids are
-        two different things, even at the same position); removed from the pool."""
-        if ident is None:
-            queues = [self._all]
-        else:
-            queues = [self._without_id, self._by_id.get(ident, deque())]
-        best: deque[int] | None = None
-        for queue in queues:
-            while queue and queue[0] in used:
-                queue.popleft()
-            if queue and (best is None or queue[0] < best[0]):
-                best = queue
-        return best.popleft() if best is not None else None
-
-
-def _described(track: Track, quote: str, timing: bool = True) -> str:
-    """A whole track added or removed, its segments capped as in the caption."""
-    return track.describe(quote, timing, max_segments=CAPTION_SEGMENTS)
-
-
-def _added_line(kind: str, description: str) -> str:
-    return f"{kind} added" if description == "empty" else f"{kind} added: {description}"
-
-
-def _removed_line(kind: str, description: str) -> str:
-    return f"{kind} removed" if description == "empty" else f"{kind} removed: {description}"
-
-
-def _track_changes(before: Track, after: Track) -> list[str]:
-    lines: list[str] = []
-    kind = after.kind
-    removed, pairs = _match(before.segments, after.segments, _segment_key)
-    for segment in removed:
-        lines.append(_removed_line(kind, before.describe_segment(segment, "'", timing=False)))
-    for old, new in pairs:
-        if old is None:
-            lines.append(_added_line(kind, after.describe_segment(new, "'")))
-        else:
-            lines.extend(_segment_changes(kind, before, old, after, new))
-    return lines
-
-
-def _segment_changes(
-    kind: str, before_track: Track, old: Segment, after_track: Track, new: Segment
-) -> list[str]:
-    lines = []
-    old_name = before_track.segment_name(old, "'")
-    new_name = after_track.segment_name(new, "'")
-    if old.src != new.src:
-        if old_name == new_name or old_name is None or new_name is None:
-            old_name, new_name = old.source_name or "none", new.source_name or "none"
-        lines.append(f"{kind} replaced: {old_name} -> {new_name}")
-    elif old.label != new.label and old.text == new.text:
-        lines.append(f"{kind} renamed: '{old.label or ''}' -> '{new.label or ''}'")
-    if old.text != new.text:
-        lines.append(f"{kind} text '{_one_line(old.text or '')}' -> '{_one_line(new.text or '')}'")
-    lines.extend(_timing_changes(kind, after_track.segment_name(new, "'"), old, new))
-    if _percent(old.volume) != _percent(new.volume):
-        lines.append(f"{kind} volume {_percent(old.volume)} -> {_percent(new.volume)}")
-    for what, old_ms, new_ms in (
-        ("fade-in", old.fade_in_ms, new.fade_in_ms),
-        ("fade-out", old.fade_out_ms, new.fade_out_ms),
-    ):
-        if format_seconds(old_ms) != format_seconds(new_ms):
-            lines.append(f"{kind} {what} {format_seconds(old_ms)}s -> {format_seconds(new_ms)}s")
-    changed_style = _changed_keys(old.style, new.style)
-    if changed_style:
-        lines.append(f"{kind} style changed: {changed_style}")
-    return lines
-
-
-def _timing_changes(kind: str, name: str | None, old: Segment, new: Segment) -> list[str]:
-    subject = f"{name} " if name else ""
-    old_range, new_range = old.range_text, new.range_text
-    trimmed = format_seconds(old.duration_ms) != format_seconds(new.duration_ms)
-    if old_range != new_range:
-        verb = "trimmed" if trimmed else "moved"
-        return [f"{kind} {verb}: {subject}{old_range} -> {new_range}"]
-    old_in, new_in = format_seconds(old.source_offset_ms), format_seconds(new.source_offset_ms)
-    if old_in != new_in:
-        return [f"{kind} trimmed: {subject}in-point {old_in}s -> {new_in}s"]
-    return []
-
-
-_CONTAINERS = (Mapping, list, tuple)
-
-
-def _same(first: object, second: object) -> bool:
-    """JSON equality without recursion (NaN equals NaN), safe for absurdly nested values."""
-    stack = [(first, second)]
-    while stack:
-        left, right = stack.pop()
-        if left is right:
-            continue
-        if isinstance(left, Mapping) and isinstance(right, Mapping):
-            if len(left) != len(right) or any(key not in right for key in left):
-                return False
-            stack.extend((left[key], right[key]) for key in left)
-        elif isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
-            if len(left) != len(right):
-                return False
-            stack.extend(zip(left, right, strict=True))
-        elif isinstance(left, float) and isinstance(right, float):
-            if left != right and not (math.isnan(left) and math.isnan(right)):
-                return False
-        elif isinstance(left, _CONTAINERS) or isinstance(right, _CONTAINERS) or left != right:
-            return False
-    return True
-
-
-def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    keys = [key for key in {**old, **new} if not _same(old.get(key), new.get(key))]
-    names = sorted(_one_line(str(key), 20) for key in keys)
-    shown = ", ".join(names[:5])
-    return shown + (", …" if len(names) > 5 else "")
-
-
-def _canvas_changes(before: Draft, after: Draft) -> list[str]:
-    lines = []
-    old_size, new_size = (before.width, before.height), (after.width, after.height)
-    if None not in old_size and None not in new_size and old_size != new_size:
-        lines.append(f"Canvas {old_size[0]}x{old_size[1]} -> {new_size[0]}x{new_size[1]}")
-    if before.fps and after.fps and before.fps != after.fps:
-        lines.append(f"Frame rate {before.fps} -> {after.fps} fps")
-    if before.title and after.title and before.title != after.title:
-        lines.append(f"Project title '{_one_line(before.title)}' -> '{_one_line(after.title)}'")
-    return lines
 
 
 # ---------------------------------------------------------------------------- session state

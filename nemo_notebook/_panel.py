@@ -35,7 +35,7 @@ from nemo_notebook._display import (
 )
 from nemo_notebook._draft import CAPTION_SEGMENTS
 from nemo_notebook._errors import NemoError
-from nemo_notebook._router import Intent, route
+from nemo_notebook._intents import Intent, route
 from nemo_notebook._workflows import (
     answer_for,
     claim_link,

@@ -40,26 +40,24 @@ from ._events import (
     Heartbeat,
     Question,
     Recovering,
-    SSEDataDecoder,
     StateDelta,
     StillWorking,
     StreamError,
     TextChunk,
     TextDelta,
-    TextMerger,
     ToolCall,
-    ToolCallTracker,
     ToolResult,
     Unparsed,
-    parse_sse_batch,
-    question_from_call,
 )
 from ._http import json_or_empty
 from ._models import Reply, Turn
+from ._sse import SSEDataDecoder, parse_sse_batch
+from ._text_merge import TextMerger
+from ._tool_calls import ToolCallTracker, question_from_call
 
 if TYPE_CHECKING:
     from ._client import Session
-    from ._router import StreamTranslator
+    from ._gui_text import StreamTranslator
 
 __all__ = ["SessionLink", "TurnAssembly", "TurnStream"]
 
@@ -150,7 +148,7 @@ class TurnStream:
         self._started = self._clock.monotonic()
         self._start_reader(self._open(before.on_trace))
         before.start()  # for transports without the trace hook
-        from ._router import StreamTranslator  # ~34 regexes: compiled on the first turn
+        from ._gui_text import StreamTranslator  # ~34 regexes: compiled on the first turn
 
         assembly = TurnAssembly(
             StreamTranslator(), self.session, self._link.apply_delta, self._connection.account()

@@ -22,8 +22,8 @@ from nemo_notebook._display import (
 )
 from nemo_notebook._errors import APIError, AuthError, NemoError, TransportError
 from nemo_notebook._http import media_url_problem
+from nemo_notebook._intents import numbered_option
 from nemo_notebook._protocol import DEFAULT_EXPORT_FORMAT
-from nemo_notebook._router import numbered_option
 
 __all__ = [
     "CLAIM_LABEL",

@@ -17,19 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from nemo_notebook._events import (
-    Event,
-    Question,
-    SSEDataDecoder,
-    StreamError,
-    TextMerger,
-    ToolCall,
-    ToolCallTracker,
-    ToolResult,
-    Unparsed,
-    parse_sse_batch,
-    question_from_call,
-)
+from nemo_notebook._events import Event, Question, StreamError, ToolCall, ToolResult, Unparsed
+from nemo_notebook._sse import SSEDataDecoder, parse_sse_batch
+from nemo_notebook._text_merge import TextMerger
+from nemo_notebook._tool_calls import ToolCallTracker, question_from_call
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adk"
 MODES = ("progressive_streaming", "legacy_streaming", "non_streaming")

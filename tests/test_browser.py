@@ -172,7 +172,7 @@ def code_sources(notebook: Path) -> list[str]:
 
 def chat_cell_indices(sources: list[str]) -> list[int]:
     """Code cells that are ``%%nemo`` chat turns (not export/status/credits/upload)."""
-    from nemo_notebook._router import Intent, route
+    from nemo_notebook._intents import Intent, route
 
     indices = []
     for index, source in enumerate(sources):

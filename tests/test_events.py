@@ -10,28 +10,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nemo_notebook._events import (
-    MAX_PAYLOAD_CHARS,
     Heartbeat,
     Question,
     Recovering,
-    SSEDataDecoder,
     StateDelta,
     StillWorking,
     StreamError,
     TextChunk,
     TextDelta,
-    TextMerger,
     ToolCall,
-    ToolCallTracker,
     ToolResult,
     TurnComplete,
     Unparsed,
     parse_event,
-    parse_sse_batch,
-    parse_sse_data,
-    question_from_call,
     tool_status,
 )
+from nemo_notebook._sse import MAX_PAYLOAD_CHARS, SSEDataDecoder, parse_sse_batch, parse_sse_data
+from nemo_notebook._text_merge import TextMerger
+from nemo_notebook._tool_calls import ToolCallTracker, question_from_call
 
 PROTOCOL_EXAMPLE = (
     '{"content":{"parts":[{"functionCall":{"id":"call_7","name":"generate_image","args":'

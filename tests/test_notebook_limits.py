@@ -27,7 +27,8 @@ from nemo_notebook._display import (
     generated_image_urls,
     image_size,
 )
-from nemo_notebook._draft import DIFF_LINES, Draft, Segment, SessionState, _match, _segment_key
+from nemo_notebook._draft import DIFF_LINES, Draft, Segment, SessionState
+from nemo_notebook._draft_diff import _match, _segment_key
 from nemo_notebook._http import media_url_problem
 from nemo_notebook._magics import EXTRAS_STOPPED_MESSAGE, CellArgs, Workspace
 

@@ -14,24 +14,21 @@ from hypothesis import strategies as st
 
 from nemo_notebook._draft import DATAFRAME_COLUMNS, Draft, SessionState
 from nemo_notebook._events import (
-    _UNDECODABLE,
-    MAX_PAYLOAD_CHARS,
     Event,
     Heartbeat,
     StateDelta,
     StreamError,
     TextChunk,
-    TextMerger,
     ToolCall,
-    ToolCallTracker,
     ToolResult,
     TurnComplete,
     Unparsed,
     parse_event,
-    parse_sse_batch,
-    parse_sse_data,
 )
-from nemo_notebook._events import _loads as fast_loads
+from nemo_notebook._sse import _UNDECODABLE, MAX_PAYLOAD_CHARS, parse_sse_batch, parse_sse_data
+from nemo_notebook._sse import _loads as fast_loads
+from nemo_notebook._text_merge import TextMerger
+from nemo_notebook._tool_calls import ToolCallTracker
 
 pytestmark = pytest.mark.timeout(120)
 

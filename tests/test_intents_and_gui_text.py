@@ -6,16 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nemo_notebook import _router
-from nemo_notebook._router import (
-    Intent,
-    Route,
-    StreamTranslator,
-    Translation,
-    is_temporary_issue,
-    route,
-    translate_gui,
-)
+from nemo_notebook import _gui_text
+from nemo_notebook._gui_text import StreamTranslator, Translation, is_temporary_issue, translate_gui
+from nemo_notebook._intents import Intent, Route, route
 
 # ----------------------------------------------------------------------------------- route
 
@@ -493,14 +486,14 @@ def test_a_plain_whole_message_passes_without_sentence_splitting() -> None:
 def _scanned_while_streaming(monkeypatch: pytest.MonkeyPatch, pieces: list[str]) -> tuple[int, str]:
     """Characters handed to the sentence splitter while ``pieces`` stream, and the text shown."""
     scanned = 0
-    split_units = _router._split_units
+    split_units = _gui_text._split_units
 
     def counting(buffer: str, final: bool, resume: int = 0) -> tuple[list[str], int, int]:
         nonlocal scanned
         scanned += len(buffer)
         return split_units(buffer, final, resume)
 
-    monkeypatch.setattr(_router, "_split_units", counting)
+    monkeypatch.setattr(_gui_text, "_split_units", counting)
     stream = StreamTranslator()
     shown = "".join(stream.feed(piece) for piece in pieces) + stream.finish()
     return scanned, shown
