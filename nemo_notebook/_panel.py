@@ -21,29 +21,27 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from nemo_notebook._display import (
-    MAX_IMAGE_PIXELS,
-    MAX_TABLE_ROWS,
-    ImageView,
-    StreamSink,
-    TracksTable,
-    TurnPrinter,
-    image_mime_type,
-    media_type,
-    percent_of,
-    unknown_changes_note,
-)
-from nemo_notebook._draft import CAPTION_SEGMENTS
+from nemo_notebook._client import NemoClient, Session
+from nemo_notebook._display import MAX_TABLE_ROWS, TracksTable, percent_of
+from nemo_notebook._draft import CAPTION_SEGMENTS, Draft
 from nemo_notebook._errors import NemoError
+from nemo_notebook._events import Question
 from nemo_notebook._intents import Intent, route
+from nemo_notebook._media_views import MAX_IMAGE_PIXELS, ImageView, image_mime_type, media_type
+from nemo_notebook._models import Reply
+from nemo_notebook._turns import TurnStream
 from nemo_notebook._workflows import (
+    ExportNames,
     answer_for,
     claim_link,
     current_draft,
-    export_file_name,
     export_format,
+    make_client,
     new_images,
+    render_and_save,
     replaced_line,
+    silent_turn,
+    stream_turn,
     upload_targets,
 )
 
@@ -65,8 +63,8 @@ class Panel(widgets.VBox):
 
     def __init__(
         self,
-        client: Any = None,
-        session: Any = None,
+        client: NemoClient | None = None,
+        session: Session | None = None,
         *,
         name: str = "panel",
         language: str = "en",
@@ -80,26 +78,26 @@ class Panel(widgets.VBox):
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         **kwargs: Any,
     ) -> None:
-        self._client = client if client is not None else getattr(session, "client", None)
+        self._client = client if client is not None else session.client if session else None
         self._session = session
         self._name = name
         self._language = language
         self.embed_limit_mb = embed_limit_mb
         self._stream_rate = stream_rate
         self._base_dir = Path(base_dir) if base_dir is not None else None
-        self._next_export_path = next_export_path or self._default_export_path
+        names = ExportNames(lambda: self._base_dir if self._base_dir is not None else Path.cwd())
+        self._next_export_path = next_export_path or (lambda fmt: names.next_path(name, fmt))
         self._local_emulator = local_emulator
         self._clock = clock
         self.max_table_rows = max_table_rows
         self.max_image_pixels = max_image_pixels
-        self._exports = 0
         self._worker: threading.Thread | None = None
         self._busy = False
         self._activity = ""
-        self._stream: Any = None
+        self._stream: TurnStream | None = None
         self._stop_requested = False
         self._lock = threading.Lock()
-        self.last_reply: Any = None
+        self.last_reply: Reply | None = None
         self.last_video: Path | None = None
         self.last_error: BaseException | None = None
         self.events_seen = 0  # events of the running turn, heartbeats included
@@ -279,12 +277,10 @@ class Panel(widgets.VBox):
         else:
             self._run_turn(text)
 
-    def _ensure_session(self) -> Any:
+    def _ensure_session(self) -> Session:
         if self._session is None:
             if self._client is None:
-                from nemo_notebook._client import NemoClient
-
-                self._client = NemoClient(language=self._language, recreate_missing_sessions=True)
+                self._client = make_client(self._language)
             self._session = self._client.create_session(language=self._language)
             self._append(f"Connected to {self._client.api_url}.\n")
             self._show_claim_link(self._session)
@@ -303,34 +299,37 @@ class Panel(widgets.VBox):
         if answering:
             self._append(answering + "\n")
         self._set_status("Working…")
-        sink = StreamSink(self._append, rate=self._stream_rate, clock=self._clock)
-        printer = TurnPrinter(sink)
-        stream = session.stream(text)
+        self.events_seen = 0
+        reply = stream_turn(
+            session,
+            text,
+            self._append,
+            rate=self._stream_rate,
+            clock=self._clock,
+            started=self._hold_stream,
+            on_event=self._count_event,
+        )
+        if reply is None:
+            self._say_stopped()
+            return
+        self._show_reply(reply)
+
+    def _hold_stream(self, stream: TurnStream) -> None:
+        """Keep the running stream for Stop; a Stop pressed before it existed closes it now."""
         with self._lock:
             self._stream = stream
             stop_now = self._stop_requested
         if stop_now:
             stream.close()
-        self.events_seen = 0
-        try:
-            with stream:
-                for event in stream:
-                    self.events_seen += 1
-                    printer.handle(event)
-        finally:
-            printer.close()
-        reply = stream.reply
-        if reply is None or reply.stopped:
-            self._say_stopped()
-            return
-        reply.raise_for_error()
-        self._show_reply(reply)
+
+    def _count_event(self, _event: object) -> None:
+        self.events_seen += 1
 
     def _say_stopped(self) -> None:
         self._append("(stopped)\n")
         self._set_status(STOPPED_STATUS)
 
-    def _show_reply(self, reply: Any) -> None:
+    def _show_reply(self, reply: Reply) -> None:
         """What the turn did, step by step; a Stop between steps leaves the rest undone."""
         self.last_reply = reply
         steps = (
@@ -346,28 +345,29 @@ class Panel(widgets.VBox):
                 return
             step(reply)
 
-    def _show_silent_turn(self, reply: Any) -> None:
+    def _show_silent_turn(self, reply: Reply) -> None:
         if reply.silent:
-            self._append("".join(f"· {line}\n" for line in _silent_turn_lines(reply)))
+            lines = silent_turn(reply)[1] or ("the draft did not change",)
+            self._append("".join(f"· {line}\n" for line in lines))
 
-    def _show_reply_tracks(self, reply: Any) -> None:
+    def _show_reply_tracks(self, reply: Reply) -> None:
         if reply.state is not None:
             self.tracks_view.value = self._tracks_html(reply.state.draft)
 
-    def _show_actions(self, reply: Any) -> None:
+    def _show_actions(self, reply: Reply) -> None:
         self._set_actions(tuple(reply.actions))
         self._refresh_credits()
 
-    def _show_outcome(self, reply: Any) -> None:
+    def _show_outcome(self, reply: Reply) -> None:
         if reply.question is not None:
             self._show_question(reply.question)
         else:
             self._set_status("Done.")
 
-    def _tracks_html(self, draft: Any) -> str:
+    def _tracks_html(self, draft: Draft) -> str:
         return TracksTable(draft, max_rows=self.max_table_rows).to_html()
 
-    def _show_question(self, question: Any) -> None:
+    def _show_question(self, question: Question) -> None:
         """The options as buttons that send the answer; typing an answer works too."""
         buttons = []
         for number, option in enumerate(question.options, 1):
@@ -378,11 +378,12 @@ class Panel(widgets.VBox):
         hint = "pick an answer below or type one" if buttons else "type your answer"
         self._set_status(f"The agent asked a question: {hint}.")
 
-    def _show_new_images(self, reply: Any) -> None:
+    def _show_new_images(self, reply: Reply) -> None:
         """New stills as cards: each preview is made once (at most 960 px wide) and the same
         bytes go to the card and the saved transcript; a Stop ends the fetching."""
         cards = []
-        for shown in new_images(self._session.client, reply, max_pixels=self.max_image_pixels):
+        client = self._ensure_session().client
+        for shown in new_images(client, reply, max_pixels=self.max_image_pixels):
             if isinstance(shown, ImageView):
                 cards.append(_image_card(shown))
                 self._transcript.add_image(shown)
@@ -423,9 +424,7 @@ class Panel(widgets.VBox):
         self._set_status(f"{summary} ({note})" if note else summary)
 
     def _refresh_credits(self) -> None:
-        if self._client is None and self._session is None:
-            self._ensure_session()
-        client = self._client if self._client is not None else self._session.client
+        client = self._client if self._client is not None else self._ensure_session().client
         try:
             balance = client.credits()
         except NemoError:
@@ -445,9 +444,9 @@ class Panel(widgets.VBox):
     def _export(self, fmt: str = "mp4") -> None:
         session = self._ensure_session()
         self._set_status("Rendering…   0%")
-        job = session.export(format=fmt)
-        job = job.wait(on_progress=self._show_progress) or job
-        path = Path(job.download(self._next_export_path(fmt)))
+        path = render_and_save(
+            session, fmt, on_progress=self._show_progress, path_for=self._next_export_path
+        )
         self.last_video = path
         self.video_box.children = (self._player(path),)
         self._show_claim_link(session)
@@ -478,15 +477,10 @@ class Panel(widgets.VBox):
     def _show_progress(self, fraction: float) -> None:
         self._set_status(f"Rendering… {percent_of(fraction):3d}%")
 
-    def _show_claim_link(self, session: Any) -> None:
+    def _show_claim_link(self, session: Session) -> None:
         link = claim_link(session, local_emulator=self._local_emulator)
         shown = f"<span>{html.escape(link)}</span>" if isinstance(link, str) else link.to_html()
         self.claim_view.value = shown
-
-    def _default_export_path(self, fmt: str) -> Path:
-        self._exports += 1
-        base = self._base_dir if self._base_dir is not None else Path.cwd()
-        return base / export_file_name(self._name, self._exports, fmt)
 
     # -- text ------------------------------------------------------------------------------
 
@@ -515,15 +509,6 @@ class Panel(widgets.VBox):
             f"<span style='color:#b00020'><b>{html.escape(type(exc).__name__)}</b>: "
             f"{html.escape(message)}</span>"
         )
-
-
-def _silent_turn_lines(reply: Any) -> tuple[str, ...]:
-    """What a turn without text did: its changes, or why they are not known."""
-    if reply.changes:
-        return tuple(reply.changes)
-    if not reply.changes_known:
-        return (unknown_changes_note(),)
-    return ("the draft did not change",)
 
 
 def _status_html(text: str) -> str:

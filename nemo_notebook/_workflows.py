@@ -1,33 +1,36 @@
 """The notebook workflows that the magics and the panel share, each written once.
 
-Answering the agent's question, the claim link with its note, uploading several files or URLs,
-naming export files, and the line said when the server lost a session. No IPython and no
-widgets here: both front ends call these and show the result their own way.
+Making the client, streaming a turn, what a silent turn did, the stills a turn made,
+answering the agent's question, the claim link with its note, uploading several files or URLs,
+rendering and saving an export under its default name, the current timeline, and the line
+said when the server lost a session. No IPython and no widgets here: both front ends call these
+and show the result their own way.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from nemo_notebook._display import (
-    MAX_IMAGE_PIXELS,
-    ImageView,
-    LinkView,
-    NoteView,
-    generated_image_urls,
-)
+from nemo_notebook._client import NemoClient, Session
+from nemo_notebook._display import LinkView, NoteView, StreamSink, TurnPrinter, unknown_changes_note
+from nemo_notebook._draft import Draft
 from nemo_notebook._errors import APIError, AuthError, NemoError, TransportError
+from nemo_notebook._events import Question
 from nemo_notebook._http import media_url_problem
 from nemo_notebook._intents import numbered_option
+from nemo_notebook._media_views import MAX_IMAGE_PIXELS, ImageView, generated_image_urls
+from nemo_notebook._models import Reply, UploadedFile
 from nemo_notebook._protocol import DEFAULT_EXPORT_FORMAT
+from nemo_notebook._turns import TurnStream
 
 __all__ = [
     "CLAIM_LABEL",
     "STREAMED_TIMELINE_NOTE",
+    "ExportNames",
     "answer_for",
     "claim_link",
     "claim_note",
@@ -35,8 +38,12 @@ __all__ = [
     "export_file_name",
     "export_format",
     "is_this_machine",
+    "make_client",
     "new_images",
+    "render_and_save",
     "replaced_line",
+    "silent_turn",
+    "stream_turn",
     "upload_targets",
 ]
 
@@ -47,10 +54,10 @@ STREAMED_TIMELINE_NOTE = (
 )
 
 
-def answer_for(message: str, question: Any) -> tuple[str, str | None]:
+def answer_for(message: str, question: Question | None) -> tuple[str, str | None]:
     """What to send for a message typed after the agent asked ``question``: the label of the
     option it names by number, with the status line that says so; else the message as typed."""
-    label = numbered_option(message, tuple(getattr(question, "options", ()) or ()))
+    label = numbered_option(message, question.options if question is not None else ())
     if label is None:
         return message, None
     return label, f"· answering: {label}"
@@ -77,7 +84,7 @@ def claim_note(api_url: str, *, local_emulator: bool = False) -> str:
     return "opens this project in NemoVideo; the link is valid for 7 days"
 
 
-def claim_link(session: Any, *, local_emulator: bool = False) -> LinkView | str:
+def claim_link(session: Session, *, local_emulator: bool = False) -> LinkView | str:
     """The session's claim link as a :class:`LinkView`, or one short line when the server
     gave none (a failing claim call never breaks what asked for it)."""
     try:
@@ -88,7 +95,7 @@ def claim_link(session: Any, *, local_emulator: bool = False) -> LinkView | str:
     return LinkView(url, CLAIM_LABEL, note)
 
 
-def current_draft(session: Any) -> tuple[Any, str | None]:
+def current_draft(session: Session) -> tuple[Draft, str | None]:
     """The session's draft from the server; when the state cannot be read (a failing or
     missing state endpoint, PROTOCOL §8), the one its turns streamed, with a note saying so."""
     try:
@@ -101,13 +108,13 @@ def current_draft(session: Any) -> tuple[Any, str | None]:
 
 
 def new_images(
-    client: Any, reply: Any, *, max_pixels: int = MAX_IMAGE_PIXELS
+    client: NemoClient, reply: Reply, *, max_pixels: int = MAX_IMAGE_PIXELS
 ) -> Iterator[ImageView | NoteView]:
     """The stills a turn generated, one at a time (a caller may stop between them), each
     fetched and downscaled once (:class:`ImageView`); one whose URL or file cannot be used
     becomes a short :class:`NoteView`: the turn itself succeeded."""
-    before = getattr(reply.state_before, "generated_media", None) if reply.state_before else None
-    after = getattr(reply.state, "generated_media", None) if reply.state else None
+    before = reply.state_before.generated_media if reply.state_before else None
+    after = reply.state.generated_media if reply.state else None
     for url in generated_image_urls(before, after):
         problem = media_url_problem(url)
         if problem is not None:
@@ -127,7 +134,7 @@ def _file_name(url: str) -> str:
     return " ".join(name.split())[:60] or "image"
 
 
-def upload_targets(session: Any, targets: Sequence[str]) -> tuple[Any, ...]:
+def upload_targets(session: Session, targets: Sequence[str]) -> tuple[UploadedFile, ...]:
     """Upload local files in one request and URLs in one more (a request carries one kind);
     every local file is checked to exist before anything is sent."""
     urls = [target for target in targets if target.startswith(("http://", "https://"))]
@@ -135,7 +142,7 @@ def upload_targets(session: Any, targets: Sequence[str]) -> tuple[Any, ...]:
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"No such file to upload: {', '.join(missing)}")
-    uploaded: list[Any] = []
+    uploaded: list[UploadedFile] = []
     if paths:
         uploaded += session.upload(*paths)
     if urls:
@@ -160,3 +167,88 @@ def replaced_line(old_id: str, new_id: str) -> str:
         f"The session {old_id} was not found on the server (it expired or was removed); the "
         f"work continues in a new session, {new_id}, which does not have the earlier timeline."
     )
+
+
+def make_client(language: str, **settings: Any) -> NemoClient:
+    """A client for a notebook: a session the server lost is replaced, and the person told."""
+    return NemoClient(language=language, recreate_missing_sessions=True, **settings)
+
+
+def stream_turn(
+    session: Session,
+    text: str,
+    write: Callable[[str], None],
+    *,
+    rate: float,
+    clock: Callable[[], float],
+    started: Callable[[TurnStream], None] | None = None,
+    on_event: Callable[[object], None] | None = None,
+) -> Reply | None:
+    """Send ``text`` and stream the reply into ``write`` (text live, tool calls as status
+    lines, at most ``rate`` writes a second). Returns the :class:`Reply`, or ``None`` when the
+    turn was stopped; raises the error the run reported. ``started`` gets the stream as soon as
+    it exists (a Stop button closes it); an interrupt propagates after the output is flushed."""
+    sink = StreamSink(write, rate=rate, clock=clock)
+    printer = TurnPrinter(sink)
+    stream = session.stream(text)
+    if started is not None:
+        started(stream)
+    try:
+        with stream:
+            for event in stream:
+                if on_event is not None:
+                    on_event(event)
+                printer.handle(event)
+        reply = stream.reply
+        if reply is not None and not reply.stopped:
+            sink.feed(_unshown_tail(reply.text, printer.shown_text))
+    finally:
+        printer.close()
+    if reply is None or reply.stopped:
+        return None
+    return reply.raise_for_error()
+
+
+def _unshown_tail(full: str, shown: str) -> str:
+    """Text of the final reply that the stream did not show (when it only arrives at the end)."""
+    if not shown:
+        return full
+    return full[len(shown) :] if full.startswith(shown) else ""
+
+
+def silent_turn(reply: Reply) -> tuple[str, tuple[str, ...]]:
+    """What a turn without text did: ``("changes", lines)``, ``("unknown", (note,))`` when the
+    state could not be read, or ``("unchanged", ())``."""
+    if reply.changes:
+        return "changes", tuple(reply.changes)
+    if not reply.changes_known:
+        return "unknown", (unknown_changes_note(),)
+    return "unchanged", ()
+
+
+class ExportNames:
+    """Default files of exports next to the notebook: ``nemo-<session>-<n>.<format>``,
+    counted per session name from 1. A number is taken only once a render finished."""
+
+    def __init__(self, base_dir: Callable[[], Path]) -> None:
+        self._base_dir = base_dir
+        self._counts: dict[str, int] = {}
+
+    def next_path(self, session_name: str, fmt: str) -> Path:
+        count = self._counts.get(session_name, 0) + 1
+        self._counts[session_name] = count
+        return self._base_dir() / export_file_name(session_name, count, fmt)
+
+
+def render_and_save(
+    session: Session,
+    fmt: str,
+    *,
+    on_progress: Callable[[float], None],
+    path_for: Callable[[str], Path],
+) -> Path:
+    """Render the session's draft as ``fmt`` and save it where ``path_for(fmt)`` says (asked
+    once the render finished, so a failed export uses up no file name)."""
+    job = session.export(format=fmt)
+    job = job.wait(on_progress=on_progress)
+    return job.download(path_for(fmt))

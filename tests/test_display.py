@@ -10,7 +10,6 @@ import pytest
 
 from nemo_notebook._display import (
     ChangesView,
-    ImageView,
     LinkView,
     NoteView,
     ProgressLine,
@@ -18,13 +17,7 @@ from nemo_notebook._display import (
     StreamSink,
     TracksTable,
     TurnPrinter,
-    VideoView,
-    extract_poster,
-    generated_image_urls,
-    image_mime_type,
-    media_type,
     option_lines,
-    relative_src,
 )
 from nemo_notebook._draft import Draft
 from nemo_notebook._events import (
@@ -35,6 +28,15 @@ from nemo_notebook._events import (
     TextDelta,
     ToolCall,
     ToolResult,
+)
+from nemo_notebook._media_views import (
+    ImageView,
+    VideoView,
+    extract_poster,
+    generated_image_urls,
+    image_mime_type,
+    media_type,
+    relative_src,
 )
 
 XSS = "<img src=x onerror=alert(1)>"

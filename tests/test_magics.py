@@ -23,14 +23,19 @@ from IPython.utils.capture import CapturedIO, capture_output
 from PIL import Image
 
 from nemo_notebook._client import Reply
-from nemo_notebook._display import (
-    ChangesView,
-    ImageView,
-    LinkView,
-    NoteView,
-    TracksTable,
-    VideoView,
+from nemo_notebook._commands import (
+    COMMANDS,
+    USAGE,
+    CellArgs,
+    ConnectArgs,
+    ExportArgs,
+    SessionArgs,
+    UploadArgs,
+    interpolate,
+    parse_cell_line,
+    parse_line,
 )
+from nemo_notebook._display import ChangesView, LinkView, NoteView, TracksTable
 from nemo_notebook._draft import SessionState
 from nemo_notebook._errors import (
     AuthError,
@@ -41,19 +46,9 @@ from nemo_notebook._errors import (
     TransportError,
 )
 from nemo_notebook._events import Question, TextDelta, ToolCall
-from nemo_notebook._magics import (
-    CellArgs,
-    ConnectArgs,
-    DefaultSettings,
-    ExportArgs,
-    NemoMagics,
-    SessionArgs,
-    UploadArgs,
-    Workspace,
-    interpolate,
-    parse_cell_line,
-    parse_line,
-)
+from nemo_notebook._magics import NemoMagics
+from nemo_notebook._media_views import ImageView, VideoView
+from nemo_notebook._workspace import DefaultSettings, Workspace
 
 TOKEN_PATTERN = re.compile(r"nmv_usr_")
 CITY = "generate a realistic image of a futuristic city at night"
@@ -195,8 +190,27 @@ def test_parse_line(text: str, expected: tuple[str, Any]) -> None:
     ],
 )
 def test_parse_line_rejects_with_usage(text: str) -> None:
-    with pytest.raises(UsageError, match=r"Usage|Session names|must start|file format"):
+    with pytest.raises(UsageError, match=r"Usage|Session names|must start|file format|Unknown"):
         parse_line(text)
+
+
+@pytest.mark.parametrize(
+    ("typed", "hint"),
+    [("trakcs", "tracks"), ("exprot", "export"), ("CREDIT", "credits"), ("uplaod", "upload")],
+)
+def test_a_mistyped_command_names_the_closest_one_in_one_line(typed: str, hint: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_line(typed)
+    message = str(caught.value)
+    assert f"Did you mean `%nemo {hint}`?" in message and "\n" not in message
+
+
+def test_the_usage_comes_from_the_command_table() -> None:
+    for command in COMMANDS:
+        assert command.usage_line() in USAGE
+        for name in command.names:
+            assert parse_line(f"{name} a.png" if name == "upload" else name)[0] == name
+    assert len(USAGE.splitlines()) == len(COMMANDS) + 2  # "Usage:" and the cell line
 
 
 def test_parse_cell_line() -> None:
@@ -571,7 +585,7 @@ def test_emulator_handle_needs_a_local_emulator(connected: InteractiveShell) -> 
 
 
 def test_usage_errors(connected: InteractiveShell) -> None:
-    with pytest.raises(UsageError, match="Usage"):
+    with pytest.raises(UsageError, match=r"Unknown command .frobnicate.*%nemo help"):
         connected.run_line_magic("nemo", "frobnicate")
     with pytest.raises(UsageError, match="empty"):
         connected.run_cell_magic("nemo", "", "   \n")
@@ -732,7 +746,7 @@ class ScriptedClient:
         return PNG_1x1
 
     def credits(self) -> Any:
-        from nemo_notebook._client import Credits
+        from nemo_notebook._models import Credits
 
         return Credits(90, 0, 90)
 

@@ -19,18 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nemo_notebook._client import NemoClient, Reply
-from nemo_notebook._display import (
-    MAX_TABLE_ROWS,
-    ImageView,
-    NoteView,
-    TracksTable,
-    generated_image_urls,
-    image_size,
-)
+from nemo_notebook._commands import CellArgs
+from nemo_notebook._display import MAX_TABLE_ROWS, NoteView, TracksTable
 from nemo_notebook._draft import DIFF_LINES, Draft, Segment, SessionState
 from nemo_notebook._draft_diff import _match, _segment_key
 from nemo_notebook._http import media_url_problem
-from nemo_notebook._magics import EXTRAS_STOPPED_MESSAGE, CellArgs, Workspace
+from nemo_notebook._media_views import ImageView, generated_image_urls, image_size
+from nemo_notebook._workspace import EXTRAS_STOPPED_MESSAGE, Workspace
 
 # ------------------------------------------------------------------------------- draft diff
 
@@ -294,7 +289,7 @@ def compressible_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
 _SHOW_IN_300_MB = textwrap.dedent(
     """
     import resource, sys
-    from nemo_notebook._display import ImageView
+    from nemo_notebook._media_views import ImageView
     data = open(sys.argv[1], "rb").read()
     limit = 300 * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

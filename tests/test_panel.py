@@ -334,7 +334,7 @@ def test_a_panel_of_its_own_replaces_lost_sessions(monkeypatch: pytest.MonkeyPat
         def create_session(self, language: str) -> Any:
             raise ServerError("no server here", status=503)
 
-    monkeypatch.setattr("nemo_notebook._client.NemoClient", Recorded)
+    monkeypatch.setattr("nemo_notebook._workflows.NemoClient", Recorded)
     panel = Panel()
     panel.submit("hello")
     assert panel.wait(10)

@@ -23,7 +23,7 @@ from nemo_notebook import NemoClient, Timing
 from nemo_notebook._client import Reply
 from nemo_notebook._errors import ExportBlockedError, InsufficientCreditsError
 from nemo_notebook._magics import NemoMagics
-from nemo_notebook._workflows import STREAMED_TIMELINE_NOTE
+from nemo_notebook._workflows import STREAMED_TIMELINE_NOTE, make_client
 from nemo_notebook.emulator import start
 from nemo_notebook.emulator.variants import VARIANTS
 
@@ -40,9 +40,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield handle
 
 
-def quick_client(**kwargs: Any) -> NemoClient:
+def quick_client(language: str, **kwargs: Any) -> NemoClient:
     """The magics' client, polling renders every 50 ms instead of from 2 s up (test speed)."""
-    return NemoClient(timing=Timing(render_poll_min=0.05, render_poll_max=0.1), **kwargs)
+    return make_client(language, timing=Timing(render_poll_min=0.05, render_poll_max=0.1), **kwargs)
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interacti
     monkeypatch.chdir(tmp_path)  # where exports are saved
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "nemo_notebook")
-    workspace_of(ip)._client_factory = quick_client  # the Workspace's test seam
+    workspace_of(ip).client_factory = quick_client  # the Workspace's test seam
     yield ip
     ip.run_line_magic("unload_ext", "nemo_notebook")
     ip.user_ns.pop("_nemo", None)
