@@ -3,6 +3,21 @@
 ``%load_ext nemo_notebook`` for the ``%%nemo`` / ``%nemo`` magics, :class:`Panel` for the widget
 panel, :class:`NemoClient` for scripts, and :mod:`nemo_notebook.emulator` for an offline backend.
 Importing the package loads neither IPython, ipywidgets, pandas nor the emulator's server stack.
+
+The map (dependencies point down; a test keeps it so)::
+
+    notebook   _magics (IPython glue) -> _commands (the command table) -> _workspace
+               _panel (the chat widget)
+               _workflows (each workflow once, for both front ends)
+               _display (stream sink, tables, reprs)   _media_views (images, videos)
+    core       _client (NemoClient, Session: the front)
+               _turns (a chat turn)   _export (a render job)   _http (the one connection)
+               _models (Credits, UploadedFile, Reply, Turn)   _draft, _draft_diff (the timeline)
+               _sse (framing, fast decoding) -> _events (event types, parsing)
+               _tool_calls, _text_merge, _gui_text, _intents (pure text and routing rules)
+               _config (settings, token cache, limits)   _errors (the one exception tree)
+               _protocol (facts of the contract)   _private_files (files of one user)
+    emulator   nemo_notebook.emulator: a real local backend; imports only pure core modules
 """
 
 from __future__ import annotations

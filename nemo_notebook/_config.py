@@ -97,7 +97,7 @@ class SystemClock:
 
 
 @dataclass(frozen=True)
-class Settings:
+class ConnectionSettings:
     """Resolved connection settings: constructor arguments win over the environment."""
 
     api_url: str
@@ -110,8 +110,8 @@ class Settings:
     def __repr__(self) -> str:
         token = "set (hidden)" if self.token else "none"
         return (
-            f"Settings(api_url={self.api_url!r}, web_url={self.web_url!r}, token={token}, "
-            f"platform={self.platform!r})"
+            f"ConnectionSettings(api_url={self.api_url!r}, web_url={self.web_url!r}, "
+            f"token={token}, platform={self.platform!r})"
         )
 
 
@@ -123,13 +123,13 @@ def resolve_settings(
     client_id: str | None = None,
     env: Mapping[str, str] | None = None,
     config_dir: str | os.PathLike[str] | None = None,
-) -> Settings:
-    """Combine constructor arguments and environment variables into :class:`Settings`."""
+) -> ConnectionSettings:
+    """Combine constructor arguments and environment variables into :class:`ConnectionSettings`."""
     env = os.environ if env is None else env
     token = (token if token is not None else env.get("NEMO_TOKEN", "")).strip() or None
     if token is not None and any(ch.isspace() for ch in token):
         raise ConfigError("The token contains whitespace; copy it again without spaces.")
-    return Settings(
+    return ConnectionSettings(
         api_url=_check_url(api_url or env.get("NEMO_API_URL") or DEFAULT_API_URL, "NEMO_API_URL"),
         web_url=_check_url(web_url or env.get("NEMO_WEB_URL") or DEFAULT_WEB_URL, "NEMO_WEB_URL"),
         token=token,

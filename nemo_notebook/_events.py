@@ -119,7 +119,9 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class StreamError:
-    """The run failed: an ``{"error": ...}`` frame or ``errorCode`` / ``errorMessage``."""
+    """An event (not an exception): the run reported a failure in its stream, as an
+    ``{"error": ...}`` frame or ``errorCode`` / ``errorMessage``. The turn's
+    :meth:`Reply.raise_for_error` raises the matching exception."""
 
     message: str
     code: str | None = None

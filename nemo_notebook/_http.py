@@ -21,8 +21,8 @@ import httpx
 from ._config import (
     CachedToken,
     Clock,
+    ConnectionSettings,
     Limits,
-    Settings,
     SystemClock,
     Timing,
     TokenCache,
@@ -70,7 +70,7 @@ class Connection:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ConnectionSettings,
         *,
         timing: Timing | None = None,
         limits: Limits | None = None,

@@ -71,7 +71,7 @@ __all__ = [
     "EXTRAS_STOPPED_MESSAGE",
     "STOPPED_MESSAGE",
     "DefaultSettings",
-    "Settings",
+    "NotebookSettings",
     "Workspace",
 ]
 
@@ -85,7 +85,7 @@ EXTRAS_STOPPED_MESSAGE = (
 )
 
 
-class Settings(Protocol):
+class NotebookSettings(Protocol):
     """The options the workflows read (``NemoMagics`` provides them as traitlets)."""
 
     embed_limit_mb: float
@@ -127,7 +127,7 @@ class Workspace:
     def __init__(
         self,
         *,
-        settings: Settings | None = None,
+        settings: NotebookSettings | None = None,
         output: Output | None = None,
         client_factory: Callable[..., NemoClient] = make_client,
         emulator_starter: Callable[[], EmulatorHandle] = _default_emulator_starter,
@@ -135,7 +135,7 @@ class Workspace:
         base_dir: Path | str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings: Settings = settings if settings is not None else DefaultSettings()
+        self.settings: NotebookSettings = settings if settings is not None else DefaultSettings()
         self.output: Output = output if output is not None else NotebookOutput()
         self.client_factory = client_factory
         self.emulator_starter = emulator_starter
