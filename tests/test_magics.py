@@ -1,7 +1,8 @@
 """``%nemo`` / ``%%nemo`` through a real IPython shell, against the real emulator and client.
 
 A few paths the emulator only reaches by chance (a silent edit, GUI actions, a stopped turn)
-are also driven through the plain :class:`Workspace` with a small scripted session.
+are also driven through the plain :class:`Workspace`, its real client over the scripted
+backend of ``fake_backend``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from fake_backend import (
+    API_URL,
+    FakeBackend,
+    adk_call,
+    adk_question,
+    adk_text,
+    fake_client,
+    scripted_turn,
+    sse,
+)
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
 from PIL import Image
 
-from nemo_notebook._client import Reply
+from nemo_notebook._client import Reply, Session
 from nemo_notebook._commands import (
     COMMANDS,
     USAGE,
@@ -36,7 +47,6 @@ from nemo_notebook._commands import (
     parse_line,
 )
 from nemo_notebook._display import ChangesView, LinkView, NoteView, TracksTable
-from nemo_notebook._draft import SessionState
 from nemo_notebook._errors import (
     AuthError,
     BadRequestError,
@@ -45,7 +55,7 @@ from nemo_notebook._errors import (
     NothingToExportError,
     TransportError,
 )
-from nemo_notebook._events import Question, TextDelta, ToolCall
+from nemo_notebook._events import Question
 from nemo_notebook._magics import NemoMagics
 from nemo_notebook._media_views import ImageView, VideoView
 from nemo_notebook._workspace import DefaultSettings, Workspace
@@ -641,15 +651,23 @@ def test_connect_local_starts_an_emulator(shell: InteractiveShell) -> None:
     shell.run_line_magic("load_ext", "nemo_notebook")
 
 
-# --------------------------------------------------------------------------- scripted session
+# --------------------------------------------------------------------------- scripted backend
 
 
 class RecordingOutput:
-    def __init__(self) -> None:
+    """What the workspace shows; ``interrupt_on_write`` raises KeyboardInterrupt once, from
+    that write (numbered from 1), as Ctrl-C during a streamed turn does."""
+
+    def __init__(self, interrupt_on_write: int | None = None) -> None:
         self.text = ""
         self.shown: list[object] = []
+        self.writes = 0
+        self.interrupt_on_write = interrupt_on_write
 
     def write(self, text: str) -> None:
+        self.writes += 1
+        if self.writes == self.interrupt_on_write:
+            raise KeyboardInterrupt
         self.text += text
 
     def display(self, obj: object) -> None:
@@ -660,115 +678,45 @@ DRAFT = {
     "d": 5000,
     "t": [{"id": "v", "tt": 0, "sg": [{"st": 0, "d": 5000, "n": "city", "src": "http://h/a.png"}]}],
 }
-
-
-def state(draft: dict[str, Any], media: list[Any] | None = None) -> SessionState:
-    return SessionState.from_api(
-        {"session_id": "1", "state": {"draft": draft, "generated_media": media or []}}
-    )
-
-
-class ScriptedStream:
-    def __init__(self, events: list[object], reply: Reply, interrupt_after: int | None) -> None:
-        self.events, self.reply_value, self.interrupt_after = events, reply, interrupt_after
-        self.reply: Reply | None = None
-        self.closed = False
-
-    def __enter__(self) -> ScriptedStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.closed = True
-
-    def __iter__(self) -> Iterator[object]:
-        for index, event in enumerate(self.events):
-            if index == self.interrupt_after:
-                raise KeyboardInterrupt
-            yield event
-        self.reply = self.reply_value
-
-
-class ScriptedSession:
-    def __init__(self, events: list[object], reply: Reply, interrupt_after: int | None = None):
-        self.client = ScriptedClient()
-        self.id = "1234"
-        self.history: tuple[Any, ...] = ()
-        self.streams: list[ScriptedStream] = []
-        self.sent: list[str] = []
-        self.pending_question: Question | None = None
-        self.exports: list[str] = []
-        self._script = (events, reply, interrupt_after)
-
-    def stream(self, text: str) -> ScriptedStream:
-        self.sent.append(text)
-        self.streams.append(ScriptedStream(*self._script))
-        return self.streams[-1]
-
-    def send(self, text: str) -> Reply:
-        with self.stream(text) as stream:
-            for _event in stream:
-                pass
-        assert stream.reply is not None
-        return stream.reply
-
-    def export(self, quality: str = "high", format: str = "mp4") -> ScriptedJob:
-        self.exports.append(format)
-        return ScriptedJob(format)
-
-    def claim_url(self) -> str:
-        return "https://nemovideo.com/workspace/claim?ct=clm_scripted"
-
-
-SCRIPTED_EXPORTS = {"png": PNG_1x1, "webm": b"\x1aE\xdf\xa3 not a real webm"}
-
-
-class ScriptedJob:
-    def __init__(self, fmt: str) -> None:
-        self.format = fmt
-
-    def wait(self, on_progress: Any = None) -> ScriptedJob:
-        return self
-
-    def download(self, path: Path) -> Path:
-        path.write_bytes(SCRIPTED_EXPORTS.get(self.format, b"data"))
-        return path
-
-
-class ScriptedClient:
-    api_url = "http://scripted"
-    is_anonymous = True
-
-    def __init__(self) -> None:
-        self.fetched: list[str] = []
-
-    def fetch_bytes(self, url: str) -> bytes:
-        self.fetched.append(url)
-        return PNG_1x1
-
-    def credits(self) -> Any:
-        from nemo_notebook._models import Credits
-
-        return Credits(90, 0, 90)
-
-    def close(self) -> None:
-        pass
+EMPTY_DRAFT = {"d": 5000, "t": []}
+NEW_STILL = "http://h/media/generated/new.png"
 
 
 def scripted_workspace(
-    session: ScriptedSession, **settings: Any
-) -> tuple[Workspace, RecordingOutput]:
-    output = RecordingOutput()
-    workspace = Workspace(settings=DefaultSettings(**settings), output=output)
-    workspace.client = session.client
-    workspace.sessions["main"] = session
-    return workspace, output
+    backend: FakeBackend,
+    tmp_path: Path,
+    output: RecordingOutput | None = None,
+    *,
+    read_state: bool = True,
+    **settings: Any,
+) -> tuple[Workspace, RecordingOutput, Session]:
+    """A workspace whose client is the real one over ``backend``, connected, and its output
+    cleared of the connect lines. With ``read_state`` the state is read first, so each turn
+    reads it once, after the turn (the diff is of ``drafts[0]`` and the next)."""
+    output = output if output is not None else RecordingOutput()
+    workspace = Workspace(
+        settings=DefaultSettings(**settings),
+        output=output,
+        client_factory=lambda **kwargs: fake_client(backend, tmp_path / "config", **kwargs),
+        env={"NEMO_API_URL": API_URL},
+        base_dir=tmp_path,
+    )
+    workspace.connect()
+    session = workspace.sessions["main"]
+    if read_state:
+        session.state()
+    output.text, output.shown[:], output.writes = "", [], 0
+    return workspace, output, session
 
 
-def test_silent_turn_shows_diff_and_tracks() -> None:
-    before, after = state({}), state(DRAFT)
-    reply = Reply("m", "", changes=("Video added: city (0-5s)",), state=after, state_before=before)
-    workspace, output = scripted_workspace(ScriptedSession([], reply))
-    workspace.chat("add the city clip", CellArgs())
+def test_silent_turn_shows_diff_and_tracks(tmp_path: Path) -> None:
+    backend = FakeBackend(
+        turn=scripted_turn(sse(adk_call("add_video", {"prompt": "city"}))),
+        drafts=[EMPTY_DRAFT, DRAFT],
+    )
+    workspace, output, _ = scripted_workspace(backend, tmp_path)
+    reply = workspace.chat("add the city clip", CellArgs())
+    assert reply.silent
     kinds = [type(shown) for shown in output.shown]
     assert kinds == [ChangesView, TracksTable]
     changes = output.shown[0]
@@ -776,37 +724,53 @@ def test_silent_turn_shows_diff_and_tracks() -> None:
     assert changes.lines == ("Video added: city (0-5s)",)
 
 
-def test_actions_suggest_export_and_follow_free_hints() -> None:
-    after = state(DRAFT, media=[{"url": "http://h/media/generated/new.png"}])
-    reply = Reply(
-        "m",
-        "Done.",
-        state=after,
-        state_before=state(DRAFT),
-        actions=("export", "status", "credits"),
+def actions_backend() -> FakeBackend:
+    """A turn that made a still and whose text names Export, the timeline and the balance."""
+    text = "Done. Click Export to render it. Preview it in the timeline. Check your credit balance."
+    return FakeBackend(
+        turn=scripted_turn(sse(adk_text(text))),
+        drafts=[DRAFT, DRAFT],
+        generated_media=[[], [{"url": NEW_STILL}]],
+        media={NEW_STILL: PNG_1x1},
     )
-    session = ScriptedSession([TextDelta("Done.")], reply)
-    workspace, output = scripted_workspace(session)
-    workspace.chat("make it", CellArgs())
-    assert "Ready to export: run `%nemo export` to render the MP4.\n" in output.text
-    assert "Credits: 90 available" in output.text
-    assert [type(s) for s in output.shown] == [ImageView, TracksTable]
-    assert session.client.fetched == ["http://h/media/generated/new.png"]
 
-    workspace, output = scripted_workspace(ScriptedSession([], reply), auto_actions=False)
+
+def test_actions_suggest_export_and_follow_free_hints(tmp_path: Path) -> None:
+    backend = actions_backend()
+    workspace, output, _ = scripted_workspace(backend, tmp_path)
+    reply = workspace.chat("make it", CellArgs())
+    assert reply.actions == ("export", "status", "credits")
+    assert output.text.startswith("Done.\n")
+    assert "Ready to export: run `%nemo export` to render the MP4.\n" in output.text
+    assert "Credits: 70 available, 10 reserved by running work, 80 in total." in output.text
+    assert [type(s) for s in output.shown] == [ImageView, TracksTable]
+    assert backend.fetched_media() == [NEW_STILL]
+
+    backend = actions_backend()
+    workspace, output, _ = scripted_workspace(backend, tmp_path, auto_actions=False)
     workspace.chat("make it", CellArgs())
     assert "`%nemo tracks`" in output.text and "`%nemo credits`" in output.text
+    assert "Credits: 70" not in output.text
+    assert backend.count("GET", "/api/credits/balance/simple") == 0
     assert [type(s) for s in output.shown] == [ImageView]
 
 
-def test_interrupt_closes_the_stream_and_says_what_to_do() -> None:
-    events = [TextDelta("Working"), ToolCall("generate_image", {}), TextDelta(" more")]
-    session = ScriptedSession(events, Reply("m", "x"), interrupt_after=2)
-    workspace, output = scripted_workspace(session)
+def test_interrupt_closes_the_stream_and_says_what_to_do(tmp_path: Path) -> None:
+    backend = FakeBackend(
+        turn=scripted_turn(
+            sse(adk_text("Working")),
+            sse(adk_call("generate_image", {"prompt": "city"})),
+            sse(adk_text(" more")),
+            sse(adk_text(" and the end.")),
+        )
+    )
+    output = RecordingOutput(interrupt_on_write=3)  # "Working", the status line, then Ctrl-C
+    workspace, output, session = scripted_workspace(backend, tmp_path, output=output, stream_rate=0)
     with pytest.raises(KeyboardInterrupt):
         workspace.chat("make it", CellArgs())
-    assert session.streams[0].closed
-    assert len(session.streams) == 1  # never re-sent
+    (turn,) = session.history  # the stream was closed: the turn ended as stopped
+    assert turn.reply.stopped and "end" not in turn.reply.text
+    assert backend.count("POST", "/run_sse") == 1  # never re-sent
     assert output.text.startswith("Working\n· ")
     assert output.text.endswith("Run `%nemo status` to see what it did.\n")
 
@@ -816,14 +780,16 @@ ASPECT = Question(
 )
 
 
-def asking_session() -> ScriptedSession:
-    reply = Reply("m", ASPECT.text, question=ASPECT)
-    return ScriptedSession([TextDelta(ASPECT.text), ASPECT], reply)
+def asking_backend() -> FakeBackend:
+    """Every turn ends with the agent asking ``ASPECT``."""
+    ask = adk_question(ASPECT.text, list(ASPECT.options), ASPECT.call_id or "call_1")
+    return FakeBackend(turn=scripted_turn(sse(ask)))
 
 
-def test_a_question_shows_its_options_and_how_to_answer() -> None:
-    workspace, output = scripted_workspace(asking_session())
-    workspace.chat("make a video of the sea", CellArgs())
+def test_a_question_shows_its_options_and_how_to_answer(tmp_path: Path) -> None:
+    workspace, output, _ = scripted_workspace(asking_backend(), tmp_path)
+    reply = workspace.chat("make a video of the sea", CellArgs())
+    assert reply.question == ASPECT
     assert output.text == (
         "Which aspect ratio should the video use?\n"
         "1. 16:9 landscape\n"
@@ -831,27 +797,36 @@ def test_a_question_shows_its_options_and_how_to_answer() -> None:
         "Answer in the next %%nemo cell with an option's number or your own words, "
         "e.g. `%%nemo` then `2`.\n"
     )
-    workspace, output = scripted_workspace(asking_session())  # not streamed: the same words
+    workspace, output, _ = scripted_workspace(asking_backend(), tmp_path)  # not streamed
     workspace.chat("make a video of the sea", CellArgs(stream=False))
     assert output.text.startswith(
         "Which aspect ratio should the video use?\n1. 16:9 landscape\n2. 9:16 portrait\n"
     )
 
 
-def test_a_number_answers_the_pending_question_anything_else_goes_as_typed() -> None:
-    session = asking_session()
-    workspace, output = scripted_workspace(session)
-    session.pending_question = ASPECT
+def test_a_number_answers_the_pending_question_anything_else_goes_as_typed(
+    tmp_path: Path,
+) -> None:
+    backend = asking_backend()
+    workspace, output, session = scripted_workspace(backend, tmp_path)
+    workspace.chat("make a video of the sea", CellArgs())
+    assert session.pending_question == ASPECT
+    output.text = ""
     workspace.chat(" 2 ", CellArgs())
-    assert session.sent == ["9:16 portrait"]
+    assert backend.sent_messages()[-1] == "9:16 portrait"
     assert output.text.startswith("· answering: 9:16 portrait\n")
     for typed in ("3", "square, please", "1 and 2"):
         output.text = ""
         workspace.chat(typed, CellArgs())
-        assert session.sent[-1] == typed and "answering" not in output.text
-    session.pending_question = None
+        assert backend.sent_messages()[-1] == typed and "answering" not in output.text
+    backend.turn = scripted_turn(sse(adk_text("Square it is.")))  # a reply without a question
+    workspace.chat("square", CellArgs())
+    assert session.pending_question is None
     workspace.chat("1", CellArgs())
-    assert session.sent[-1] == "1"
+    assert backend.sent_messages() == [
+        "make a video of the sea", "9:16 portrait", "3", "square, please", "1 and 2", "square",
+        "1",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -869,14 +844,20 @@ def test_answer_for_takes_a_bare_option_number_only(typed: str, sent: str) -> No
     assert answer_for("2", None) == ("2", None)
 
 
-def test_a_silent_turn_with_unknown_changes_says_so_instead_of_no_change() -> None:
-    reply = Reply("m", "", changes_known=False)
-    workspace, output = scripted_workspace(ScriptedSession([], reply))
-    workspace.chat("tighten the cut", CellArgs())
+def test_a_silent_turn_with_unknown_changes_says_so_instead_of_no_change(tmp_path: Path) -> None:
+    backend = FakeBackend(turn=scripted_turn(sse(adk_call("trim", {"to": "tight"}))))
+    # no state read yet: the turn reads the state before (alongside the POST) and after it
+    workspace, output, _ = scripted_workspace(backend, tmp_path, read_state=False)
+    backend.state_down_after = 1  # the state endpoint fails once the turn has ended
+    reply = workspace.chat("tighten the cut", CellArgs())
+    assert reply.silent and not reply.changes_known
     assert "did not change" not in output.text
     (note,) = output.shown
     assert isinstance(note, NoteView) and "could not be read" in note.text
     assert "nemo-note" in note.to_html()
+
+
+EXPORTED = {"png": PNG_1x1, "webm": b"\x1aE\xdf\xa3 not a real webm", "mp4": b"data"}
 
 
 @pytest.mark.parametrize(
@@ -885,22 +866,28 @@ def test_a_silent_turn_with_unknown_changes_says_so_instead_of_no_change() -> No
 def test_export_formats_name_the_file_and_show_it_by_kind(
     tmp_path: Path, fmt: str, view: type, mime: str
 ) -> None:
-    session = asking_session()
-    workspace, output = scripted_workspace(session)
-    workspace._base_dir = tmp_path
+    backend = FakeBackend(
+        drafts=[DRAFT],
+        render_script=[{"status": "completed", "progress": 100}],
+        rendered=EXPORTED,
+    )
+    workspace, output, _ = scripted_workspace(backend, tmp_path)
     path = workspace.export(ExportArgs(format=fmt))
-    assert path == tmp_path / f"nemo-main-1.{fmt}" and path.is_file()
-    assert session.exports == [fmt]
+    assert path == tmp_path / f"nemo-main-1.{fmt}" and path.read_bytes() == EXPORTED[fmt]
+    assert backend.export_formats() == [fmt]
     shown, link = output.shown
     assert isinstance(shown, view) and shown.mime_type == mime
     assert isinstance(link, LinkView) and "valid for 7 days" in link.note
     assert workspace.export(ExportArgs()).name == "nemo-main-2.mp4"
+    assert backend.export_formats() == [fmt, "mp4"]
 
 
-def test_empty_message_is_refused() -> None:
-    workspace, _ = scripted_workspace(ScriptedSession([], Reply("m")))
+def test_empty_message_is_refused(tmp_path: Path) -> None:
+    backend = FakeBackend(turn=scripted_turn(sse(adk_text("never sent"))))
+    workspace, _, _ = scripted_workspace(backend, tmp_path)
     with pytest.raises(NotebookError):
         workspace.chat("  ", CellArgs())
+    assert backend.count("POST", "/run_sse") == 0
 
 
 def test_reply_and_draft_display_as_escaped_html():

@@ -6,7 +6,6 @@ import base64
 import html
 import io
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,11 +13,22 @@ from typing import Any
 
 import ipywidgets as widgets
 import pytest
+from fake_backend import (
+    API_URL,
+    FakeBackend,
+    Gate,
+    adk_call,
+    adk_question,
+    adk_text,
+    error_frame,
+    fake_client,
+    scripted_turn,
+    sse,
+)
 
-from nemo_notebook._client import NemoClient, Reply
-from nemo_notebook._draft import SessionState
-from nemo_notebook._errors import NemoError, ServerError
-from nemo_notebook._events import Question, TextDelta, ToolCall
+from nemo_notebook._client import NemoClient, Session
+from nemo_notebook._errors import NemoError, ServerError, StreamFailedError
+from nemo_notebook._events import Question
 from nemo_notebook._panel import STOPPED_STATUS, Panel
 from nemo_notebook._workflows import replaced_line
 
@@ -57,76 +67,29 @@ def all_html(panel: Panel) -> str:
     return "\n".join(parts)
 
 
-# --------------------------------------------------------------------------- scripted session
+# --------------------------------------------------------------------------- scripted backend
 
 
-class ScriptedStream:
-    def __init__(
-        self,
-        events: list[Any],
-        reply: Reply | None,
-        fail: Exception | None,
-        gate: threading.Event | None = None,
-    ) -> None:
-        self.events, self._reply, self.fail, self.gate = events, reply, fail, gate
-        self.reply: Reply | None = None
-
-    def __enter__(self) -> ScriptedStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __iter__(self) -> Iterator[Any]:
-        yield from self.events
-        if self.gate is not None:
-            assert self.gate.wait(10)
-        if self.fail is not None:
-            raise self.fail
-        self.reply = self._reply
+def idle_session(tmp_path: Path) -> Session:
+    """A real session over a scripted backend, for panels that make no request."""
+    return fake_client(FakeBackend(), tmp_path / "config").session("1234567890123456789")
 
 
-class ScriptedClient:
-    api_url = "http://scripted"
-
-    def credits(self) -> Any:
-        raise ServerError("credits are down", status=503)
-
-    def fetch_bytes(self, url: str) -> bytes:
-        raise AssertionError("no images in these scripts")
-
-
-class ScriptedSession:
-    def __init__(
-        self, events: list[Any], reply: Reply | None = None, fail: Exception | None = None
-    ) -> None:
-        self.client = ScriptedClient()
-        self.script = (events, reply, fail)
-        self.sent: list[str] = []
-        self.pending_question: Question | None = None
-        self.gate: threading.Event | None = None
-        self.known_state: SessionState | None = None
-
-    def stream(self, text: str) -> ScriptedStream:
-        self.sent.append(text)
-        stream = ScriptedStream(*self.script, gate=self.gate)
-        self.pending_question = self.script[1].question if self.script[1] else None
-        return stream
-
-    def state(self) -> SessionState:
-        raise ServerError("state is down", status=500)
+def fake_session(backend: FakeBackend, tmp_path: Path, *, read_state: bool = True) -> Session:
+    """A real session over ``backend``; with ``read_state`` its state is read first, so each
+    turn reads the state once, after it ends (the diff is of ``drafts[0]`` and the next)."""
+    session = fake_client(backend, tmp_path / "config").create_session()
+    if read_state:
+        session.state()
+    return session
 
 
-def scripted_state(title: str) -> SessionState:
-    draft = {"t": [{"tt": 7, "n": "Title", "sg": [{"st": 0, "d": 3000, "tx": title}]}]}
-    return SessionState.from_api({"state": {"draft": draft}})
+def title_draft(title: str) -> dict[str, Any]:
+    return {"t": [{"tt": 7, "n": "Title", "sg": [{"st": 0, "d": 3000, "tx": title}]}]}
 
 
-def test_panel_layout_and_initial_state() -> None:
-    panel = Panel(session=ScriptedSession([]))
+def test_panel_layout_and_initial_state(tmp_path: Path) -> None:
+    panel = Panel(session=idle_session(tmp_path))
     assert isinstance(panel, widgets.VBox)
     assert isinstance(panel.prompt, widgets.Textarea)
     assert [b.description for b in (panel.send_button, panel.stop_button, panel.export_button)] == [
@@ -141,66 +104,74 @@ def test_panel_layout_and_initial_state() -> None:
     assert "Nothing to stop" in panel.status.value
 
 
-def test_scripted_turn_escapes_and_turns_actions_into_buttons() -> None:
-    reply = Reply(
-        "m",
-        f"Title set to {XSS}.",
-        state=scripted_state(XSS),
-        state_before=scripted_state("old"),
-        actions=("export", "status", "chat"),
+def test_scripted_turn_escapes_and_turns_actions_into_buttons(tmp_path: Path) -> None:
+    said = (
+        f"{XSS}. Click Export to render it. Preview it in the timeline. Drag the clip to move it."
     )
-    events = [TextDelta("Title set to "), ToolCall("add_text", {}), TextDelta(f"{XSS}.")]
-    session = ScriptedSession(events, reply)
+    backend = FakeBackend(
+        turn=scripted_turn(
+            sse(adk_text("Title set to ")), sse(adk_call("add_text", {"text": XSS})),
+            sse(adk_text(said)),
+        ),
+        drafts=[title_draft("old"), title_draft(XSS)],
+        fail_next=[("/api/credits", 503, {"code": 503, "message": "credits are down"})],
+    )  # fmt: skip
+    session = fake_session(backend, tmp_path)
     panel = Panel(session=session)
     panel.prompt.value = f"set the title to {XSS}"
     assert panel.submit() is True
     assert panel.wait(10)
     assert_idle(panel)
-    assert session.sent == [f"set the title to {XSS}"]
+    assert panel.last_error is None, panel.last_error
+    assert backend.sent_messages() == [f"set the title to {XSS}"]
     assert panel.prompt.value == ""
     assert XSS in panel.transcript
     assert XSS not in all_html(panel)
     assert "&lt;img src=x onerror=alert(1)&gt;" in live_transcript_html(panel)
     assert "&lt;img src=x onerror=alert(1)&gt;" in panel.transcript_html
     assert "&lt;img" in panel.tracks_view.value and "<caption>" in panel.tracks_view.value
+    reply = session.history[-1].reply
+    assert reply.actions == ("export", "status", "chat")  # "chat" has no button
     assert [b.description for b in panel.actions_box.children] == ["Export", "Show tracks"]
     assert panel.credits_badge.value.endswith("credits: ?</span>")
-    assert panel.last_reply is reply
+    assert panel.last_reply is reply and XSS in reply.text
 
 
 ASPECT = Question("Which aspect ratio?", ("16:9 landscape", "9:16 portrait"), "call_1")
 
 
-def test_a_question_becomes_buttons_that_send_the_answer() -> None:
-    reply = Reply("m", ASPECT.text, question=ASPECT)
-    session = ScriptedSession([TextDelta(ASPECT.text), ASPECT], reply)
-    panel = Panel(session=session)
+def test_a_question_becomes_buttons_that_send_the_answer(tmp_path: Path) -> None:
+    ask = adk_question(ASPECT.text, list(ASPECT.options), "call_1")
+    backend = FakeBackend(turn=scripted_turn(sse(ask)))  # every turn asks it again
+    panel = Panel(session=fake_session(backend, tmp_path))
     panel.submit("make a video of the sea")
     assert panel.wait(10)
+    assert panel.last_reply is not None and panel.last_reply.question == ASPECT
     assert "Which aspect ratio?\n1. 16:9 landscape\n2. 9:16 portrait\n" in panel.transcript
     buttons = panel.options_box.children
     assert [button.description for button in buttons] == ["16:9 landscape", "9:16 portrait"]
     assert "asked a question" in panel.status.value
     assert "nemo-options" in panel.options_box._dom_classes
-    session.gate = threading.Event()  # the answer's turn runs until the gate opens
+    backend.turn_gate = Gate()  # the answer's turn runs until the gate opens
     buttons[1].click()
-    assert wait_until(lambda: len(session.sent) == 2)
-    assert session.sent[-1] == "9:16 portrait"
+    assert backend.turn_gate.reached.wait(10)
+    assert backend.sent_messages() == ["make a video of the sea", "9:16 portrait"]
     assert all(button.disabled for button in buttons)  # while the answer's turn runs
     assert panel.options_box.children == ()  # gone once answered
-    session.gate.set()
+    backend.turn_gate.open()
     assert panel.wait(10)
     assert "› 2\n· answering: 9:16 portrait\n" in panel.transcript
-    session.gate = None
+    backend.turn_gate = None
     panel.prompt.value = "1"  # typing the number works as well
     panel.submit()
-    assert panel.wait(10) and session.sent[-1] == "16:9 landscape"
+    assert panel.wait(10) and backend.sent_messages()[-1] == "16:9 landscape"
     panel.submit("something else entirely")
-    assert panel.wait(10) and session.sent[-1] == "something else entirely"
+    assert panel.wait(10) and backend.sent_messages()[-1] == "something else entirely"
+    assert len(backend.sent_messages()) == 4
 
 
-def test_option_buttons_are_disabled_while_a_turn_runs() -> None:
-    panel = Panel(session=ScriptedSession([]))
+def test_option_buttons_are_disabled_while_a_turn_runs(tmp_path: Path) -> None:
+    panel = Panel(session=idle_session(tmp_path))
     panel._show_question(ASPECT)
     panel._set_busy(True)
     assert all(button.disabled for button in panel.options_box.children)
@@ -208,16 +179,19 @@ def test_option_buttons_are_disabled_while_a_turn_runs() -> None:
     assert not any(button.disabled for button in panel.options_box.children)
 
 
-def test_a_silent_turn_with_unknown_changes_says_so() -> None:
-    panel = Panel(session=ScriptedSession([], Reply("m", "", changes_known=False)))
+def test_a_silent_turn_with_unknown_changes_says_so(tmp_path: Path) -> None:
+    backend = FakeBackend(turn=scripted_turn(sse(adk_call("trim", {"to": "tight"}))))
+    backend.state_down_after = 1  # the state endpoint fails once the turn has ended
+    panel = Panel(session=fake_session(backend, tmp_path, read_state=False))
     panel.submit("tighten the cut")
     assert panel.wait(10)
+    assert panel.last_reply is not None and not panel.last_reply.changes_known
     assert "· What changed in the timeline is unknown" in panel.transcript
     assert "did not change" not in panel.transcript
 
 
 def test_exported_stills_and_videos_show_by_kind(tmp_path: Path) -> None:
-    panel = Panel(session=ScriptedSession([]), base_dir=tmp_path)
+    panel = Panel(session=idle_session(tmp_path), base_dir=tmp_path)
     still, clip, other = tmp_path / "a.png", tmp_path / "a.webm", tmp_path / "a.xyz"
     for path in (still, clip, other):
         path.write_bytes(b"\x89PNG\r\n\x1a\n")
@@ -228,19 +202,25 @@ def test_exported_stills_and_videos_show_by_kind(tmp_path: Path) -> None:
     assert panel._next_export_path("png") == tmp_path / "nemo-panel-1.png"
 
 
-def test_errors_show_in_the_panel_and_buttons_come_back() -> None:
-    failure = ServerError(f"boom {XSS}", status=500)
-    panel = Panel(session=ScriptedSession([TextDelta("partial")], fail=failure))
+def test_errors_show_in_the_panel_and_buttons_come_back(tmp_path: Path) -> None:
+    backend = FakeBackend(
+        turn=scripted_turn(sse(adk_text("partial")), sse(error_frame(f"boom {XSS}"))),
+        state_down_after=0,  # and the state cannot be read at all
+    )
+    panel = Panel(session=fake_session(backend, tmp_path, read_state=False))
     panel.submit("anything")
     assert panel.wait(10)
     assert_idle(panel)
-    assert panel.last_error is failure
-    assert "ServerError" in panel.status.value and XSS not in panel.status.value
-    assert "error: boom" in panel.transcript
+    assert isinstance(panel.last_error, StreamFailedError)
+    assert f"boom {XSS}" in str(panel.last_error)
+    assert "StreamFailedError" in panel.status.value and XSS not in panel.status.value
+    assert "error: The agent reported an error: boom" in panel.transcript
+    assert backend.count("POST", "/run_sse") == 1  # nothing was retried
     # the action button path also recovers from a failure
     panel.show_tracks()
     assert panel.wait(10)
     assert_idle(panel)
+    assert isinstance(panel.last_error, ServerError)
     assert "state is down" in panel.status.value
 
 
@@ -322,23 +302,26 @@ def test_a_lost_session_is_replaced_and_said_in_the_panel(client: NemoClient) ->
     assert replaced_line(lost, panel._session.id) in panel.transcript
 
 
-def test_a_panel_of_its_own_replaces_lost_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_panel_of_its_own_replaces_lost_sessions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     made: list[dict[str, Any]] = []
+    backend = FakeBackend(turn=scripted_turn(sse(adk_text("Hello."))))
 
-    class Recorded:
-        api_url = "http://127.0.0.1:9"
+    def recorded(**kwargs: Any) -> NemoClient:  # the real client, over the scripted backend
+        made.append(kwargs)
+        return NemoClient(
+            api_url=API_URL, transport=backend.transport(), config_dir=tmp_path, **kwargs
+        )
 
-        def __init__(self, **kwargs: Any) -> None:
-            made.append(kwargs)
-
-        def create_session(self, language: str) -> Any:
-            raise ServerError("no server here", status=503)
-
-    monkeypatch.setattr("nemo_notebook._workflows.NemoClient", Recorded)
+    monkeypatch.setattr("nemo_notebook._workflows.NemoClient", recorded)
     panel = Panel()
     panel.submit("hello")
     assert panel.wait(10)
+    assert panel.last_error is None, panel.last_error
     assert made == [{"language": "en", "recreate_missing_sessions": True}]
+    assert panel._session is not None and panel._session.client.recreate_missing_sessions
+    assert backend.sent_messages() == ["hello"]
 
 
 def test_a_question_of_the_agent_answered_with_a_button(client: NemoClient, emulator: Any) -> None:
@@ -416,10 +399,11 @@ def test_failure_from_the_server_reenables_buttons(client: NemoClient, emulator:
     assert panel.last_error is None, panel.last_error
 
 
-def test_panel_parts_carry_stable_css_classes():
+def test_panel_parts_carry_stable_css_classes(tmp_path: Path) -> None:
     from nemo_notebook import Panel
 
-    panel = Panel(client=object(), session=object())
+    session = idle_session(tmp_path)
+    panel = Panel(client=session.client, session=session)
     assert "nemo-panel" in panel._dom_classes
     assert "nemo-send" in panel.send_button._dom_classes
     assert "nemo-transcript" in panel.reply_view._dom_classes
@@ -436,47 +420,36 @@ def _png(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
-def media_state(*urls: str) -> SessionState:
-    media = [{"url": url} for url in urls]
-    return SessionState.from_api({"state": {"draft": {}, "generated_media": media}})
+def media_backend(text: str, urls: list[str], media: dict[str, bytes]) -> FakeBackend:
+    """A turn that says ``text`` and after which ``urls`` are new in ``generated_media``."""
+    return FakeBackend(
+        turn=scripted_turn(sse(adk_text(text))),
+        generated_media=[[], [{"url": url} for url in urls]],
+        media=media,
+    )
 
 
-class FetchingClient(ScriptedClient):
-    """Serves ``images`` by URL; a fetch of ``slow_url`` waits for ``release``."""
-
-    def __init__(self, images: dict[str, bytes], slow_url: str | None = None) -> None:
-        self.images, self.slow_url = images, slow_url
-        self.fetched: list[str] = []
-        self.fetching, self.release = threading.Event(), threading.Event()
-
-    def fetch_bytes(self, url: str) -> bytes:
-        self.fetched.append(url)
-        if url == self.slow_url:
-            self.fetching.set()
-            assert self.release.wait(10)
-        return self.images[url]
-
-
-def test_stop_takes_effect_while_the_result_of_a_turn_is_shown() -> None:
+def test_stop_takes_effect_while_the_result_of_a_turn_is_shown(tmp_path: Path) -> None:
     first, second = "http://h/media/generated/a.png", "http://h/media/generated/b.png"
-    reply = Reply(
-        "m", "Here are two.", state=media_state(first, second), state_before=media_state(),
-        actions=("export",),
-    )  # fmt: skip
-    session = ScriptedSession([TextDelta("Here are two.")], reply)
-    session.client = FetchingClient({first: _png(8, 8), second: _png(8, 8)}, slow_url=first)
-    panel = Panel(session=session)
+    backend = media_backend(
+        "Here are two. Click Export to render it.",
+        [first, second],
+        {first: _png(8, 8), second: _png(8, 8)},
+    )
+    backend.gates[first] = gate = Gate()
+    panel = Panel(session=fake_session(backend, tmp_path))
     panel.submit("two images")
-    assert session.client.fetching.wait(10)  # the stream is over; the images are being fetched
+    assert gate.reached.wait(10)  # the stream is over; the images are being fetched
     panel.stop()
-    session.client.release.set()
+    gate.open()
     assert panel.wait(10)
     assert_idle(panel)
-    assert session.client.fetched == [first]  # nothing after the Stop
+    assert backend.fetched_media() == [first]  # nothing after the Stop
     assert panel.transcript.endswith("(stopped)\n")
     assert panel.status.value == f"<span>{html.escape(STOPPED_STATUS)}</span>"
-    assert panel.actions_box.children == ()
-    assert session.sent == ["two images"]
+    assert panel.last_reply is not None and panel.last_reply.actions == ("export",)
+    assert panel.actions_box.children == ()  # the actions were not shown after the Stop
+    assert backend.sent_messages() == ["two images"]
 
 
 def _transcript_comm_ids(panel: Panel) -> set[str]:
@@ -491,7 +464,7 @@ def _transcript_comm_ids(panel: Panel) -> set[str]:
 
 
 def test_transcript_traffic_grows_with_the_text_not_its_square(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import comm
 
@@ -502,12 +475,14 @@ def test_transcript_traffic_grows_with_the_text_not_its_square(
 
     monkeypatch.setattr(comm.DummyComm, "publish_msg", publish)
     reply_text = "".join(f"line {n:03d} of a long answer <b>&</b>\n" for n in range(27))[:1000]
-    chunks = [TextDelta(reply_text[i : i + 100]) for i in range(0, 1000, 100)]
-    session = ScriptedSession(chunks, Reply("m", reply_text))
-    panel = Panel(session=session, clock=lambda: 0.0)
+    chunks = [sse(adk_text(reply_text[i : i + 100], partial=True)) for i in range(0, 1000, 100)]
+    backend = FakeBackend(turn=scripted_turn(*chunks, sse(adk_text(reply_text))))
+    panel = Panel(session=fake_session(backend, tmp_path), clock=lambda: 0.0)
     for number in range(200):
         panel.submit(f"message {number}")
         assert panel.wait(10)
+    assert panel.last_error is None, panel.last_error
+    assert backend.count("POST", "/run_sse") == 200
     assert panel.transcript.count(reply_text) == 200
     ids = _transcript_comm_ids(panel)
     traffic = sum(size for comm_id, size in sent if comm_id in ids)
@@ -517,60 +492,60 @@ def test_transcript_traffic_grows_with_the_text_not_its_square(
     assert static.count(html.escape(reply_text)) == 200 and "› message 199" in static
 
 
-def test_a_long_streamed_reply_is_split_into_bounded_pieces() -> None:
+def test_a_long_streamed_reply_is_split_into_bounded_pieces(tmp_path: Path) -> None:
     text = "".join(f"paragraph {n}\n" for n in range(3000))
-    session = ScriptedSession([TextDelta(text[i : i + 50]) for i in range(0, len(text), 50)],
-                              Reply("m", text))  # fmt: skip
-    panel = Panel(session=session, stream_rate=0)
+    chunks = [sse(adk_text(text[i : i + 50], partial=True)) for i in range(0, len(text), 50)]
+    backend = FakeBackend(turn=scripted_turn(*chunks))
+    panel = Panel(session=fake_session(backend, tmp_path), stream_rate=0)
     panel.submit("a long one")
     assert panel.wait(20)
+    assert panel.last_error is None, panel.last_error
     pieces = [piece.value for box in panel.reply_view.children for piece in box.children]
     assert max(len(piece) for piece in pieces) < 20_000
     assert all(len(box.children) <= 20 for box in panel.reply_view.children)
     assert text in panel.transcript
 
 
-def test_panel_images_are_960_px_previews_shared_with_the_transcript() -> None:
+def test_panel_images_are_960_px_previews_shared_with_the_transcript(tmp_path: Path) -> None:
     from PIL import Image
 
     url = "http://h/media/generated/wide.png"
-    reply = Reply("m", "Done.", state=media_state(url), state_before=media_state())
-    session = ScriptedSession([TextDelta("Done.")], reply)
-    session.client = FetchingClient({url: _png(2400, 1200)})
-    panel = Panel(session=session)
+    backend = media_backend("Done.", [url], {url: _png(2400, 1200)})
+    panel = Panel(session=fake_session(backend, tmp_path))
     panel.submit("a wide image")
     assert panel.wait(10) and panel.last_error is None, panel.last_error
+    assert backend.fetched_media() == [url]
     (card,) = panel.media_box.children
     assert Image.open(io.BytesIO(card.value)).size == (960, 480)
     assert base64.b64encode(card.value).decode() in panel.transcript_html
 
 
-def test_panel_skips_broken_image_urls_and_huge_images_with_a_note() -> None:
+def test_panel_skips_broken_image_urls_and_huge_images_with_a_note(tmp_path: Path) -> None:
     good, huge = "http://h/media/generated/ok.png", "http://h/media/generated/huge.png"
     forged = bytearray(_png(4, 4))
     forged[16:24] = (20000).to_bytes(4, "big") * 2  # the header claims 20000x20000
     bad = ["file:///etc/passwd.png", "javascript:alert(1)//.png", "http://[::1/a.png",
            "http://h/\x00.png", "http://h/" + "a" * 70_000 + ".png"]  # fmt: skip
-    reply = Reply("m", "Done.", state=media_state(*bad, huge, good), state_before=media_state())
-    session = ScriptedSession([TextDelta("Done.")], reply)
-    session.client = FetchingClient({good: _png(8, 8), huge: bytes(forged)})
-    panel = Panel(session=session)
+    backend = media_backend("Done.", [*bad, huge, good], {good: _png(8, 8), huge: bytes(forged)})
+    panel = Panel(session=fake_session(backend, tmp_path))
     panel.submit("images")
     assert panel.wait(10) and panel.last_error is None, panel.last_error
-    assert session.client.fetched == [huge, good]
+    assert backend.fetched_media() == [huge, good]
     assert len(panel.media_box.children) == 1
     assert panel.transcript.count("· A generated image was skipped") == 5
     assert "huge.png is not shown: 20000x20000 pixels" in panel.transcript
     assert panel.status.value == "<span>Done.</span>"
 
 
-def test_panel_tracks_table_has_a_row_cap() -> None:
+def test_panel_tracks_table_has_a_row_cap(tmp_path: Path) -> None:
     segments = [{"st": n * 1000, "d": 1000, "n": f"clip {n}"} for n in range(12)]
-    state = SessionState.from_api({"state": {"draft": {"t": [{"tt": 0, "sg": segments}]}}})
-    reply = Reply("m", "Done.", state=state, state_before=state)
-    panel = Panel(session=ScriptedSession([TextDelta("Done.")], reply), max_table_rows=5)
+    backend = FakeBackend(
+        turn=scripted_turn(sse(adk_text("Done."))), drafts=[{"t": [{"tt": 0, "sg": segments}]}]
+    )
+    panel = Panel(session=fake_session(backend, tmp_path), max_table_rows=5)
     panel.submit("show")
     assert panel.wait(10)
+    assert panel.last_error is None, panel.last_error
     assert panel.tracks_view.value.count("<td>clip ") == 5
     assert "… 7 more rows" in panel.tracks_view.value
 
@@ -578,7 +553,7 @@ def test_panel_tracks_table_has_a_row_cap() -> None:
 def test_an_exported_still_shows_as_a_preview_and_a_huge_one_as_a_note(tmp_path: Path) -> None:
     from PIL import Image
 
-    panel = Panel(session=ScriptedSession([]), base_dir=tmp_path, max_image_pixels=4_000_000)
+    panel = Panel(session=idle_session(tmp_path), base_dir=tmp_path, max_image_pixels=4_000_000)
     still = tmp_path / "nemo-panel-1.png"
     still.write_bytes(_png(2400, 1200))
     card = panel._player(still)
