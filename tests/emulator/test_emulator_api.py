@@ -35,7 +35,7 @@ from nemo_notebook.emulator.agent import (
 )
 from nemo_notebook.emulator.app import SUPPORTED_UPLOAD_TYPES, text_chunks
 
-RENDER_AVAILABLE = (Path(__file__).parents[1] / "nemo_notebook/emulator/render.py").exists()
+RENDER_AVAILABLE = (Path(__file__).parents[2] / "nemo_notebook/emulator/render.py").exists()
 needs_render = pytest.mark.skipif(
     not RENDER_AVAILABLE, reason="nemo_notebook/emulator/render.py (emulator-media) not there yet"
 )
