@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO
-from .agent_turn import DEFAULT_FPS, Turn, make_media, media_module
+from .agent_turn import DEFAULT_FPS, Turn, make_media
+from .media import makers
+from .media.jobs import ImageJob, MusicJob
 
 TITLE_DURATION_MS = 3000
 # Text sizes are pixels on a canvas whose short side is 1080 (the renderer scales them).
@@ -155,7 +157,7 @@ def generated_image(turn: Turn, prompt: str) -> str:
     width, height, _ = turn.canvas()
     path = turn.media_path("generated", "img", ".png", turn.ctx.session_id, prompt, width, height)
     if not path.exists():
-        make_media(turn.ctx, "scenes.save_image", prompt, path, width=width, height=height)
+        make_media(turn.ctx, ImageJob(prompt, path, width=width, height=height))
     url = turn.url_for(path)
     turn.state["generated_media"].append(
         {
@@ -171,15 +173,11 @@ def generated_image(turn: Turn, prompt: str) -> str:
 
 
 def mood_for(text: str) -> str:
-    return str(media_module("music").mood_from_text(text))
+    return makers.music().mood_from_text(text)
 
 
 def mood_label(mood: str) -> str:
-    label = getattr(media_module("music"), "mood_label", None)
-    if callable(label):
-        return str(label(mood))
-    special = {"lofi": "Lo-fi", "lo-fi": "Lo-fi", "lo_fi": "Lo-fi", "edm": "EDM"}
-    return special.get(mood.lower(), mood.replace("_", " ").replace("-", " ").capitalize())
+    return makers.music().mood_label(mood)
 
 
 def place_music(turn: Turn, mood: str, volume: float, duration: int) -> dict[str, Any]:
@@ -187,7 +185,7 @@ def place_music(turn: Turn, mood: str, volume: float, duration: int) -> dict[str
     duration = max(duration, 1000)
     path = turn.media_path("music", "bgm", ".wav", turn.ctx.session_id, mood, duration)
     if not path.exists():
-        make_media(turn.ctx, "music.synthesize", mood, duration, path, seed=turn.ctx.session_id)
+        make_media(turn.ctx, MusicJob(mood, duration, path, seed=turn.ctx.session_id))
     url = turn.url_for(path)
     track = find_track(turn.draft, TRACK_AUDIO)
     if track is None:

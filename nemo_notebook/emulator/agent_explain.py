@@ -23,7 +23,8 @@ from .agent_drafts import (
 )
 from .agent_protocol import Say, Step
 from .agent_texts import seconds_text, wording
-from .agent_turn import ToolPlan, Turn, json_safe, media_module
+from .agent_turn import ToolPlan, Turn, json_safe
+from .media import makers
 
 EXPLAINER_CAPTION_MS = 3000
 _SOURCE_TYPES = {
@@ -52,7 +53,7 @@ def explain_image(turn: Turn) -> Iterator[Step]:
     result: dict[str, Any] = {}
 
     def work() -> Generator[Step, None, list[dict[str, Any]]]:
-        info = media_module("provenance").inspect_image(Path(upload["path"]))
+        info = makers.image_inspector().inspect_image(Path(upload["path"]))
         facts = _facts(info if isinstance(info, Mapping) else {}, filename)
         explanation = _explanation(facts, turn.lang)
         total = _build_explainer(turn, facts, str(upload.get("cdn_url") or ""))

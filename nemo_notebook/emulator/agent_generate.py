@@ -26,7 +26,9 @@ from .agent_drafts import (
 from .agent_intents import Subject, parse_aspect, parse_seconds_ms, read_subject
 from .agent_protocol import Pause, Say, Step
 from .agent_texts import SCENE_SHOTS, percent_text, scene_text, seconds_text, span_text, wording
-from .agent_turn import ToolPlan, Turn, make_media, media_module
+from .agent_turn import ToolPlan, Turn, make_media
+from .media import makers
+from .media.jobs import ClipJob
 
 IMAGE_DURATION_MS = 5000
 VIDEO_DURATION_MS = 10000
@@ -62,7 +64,7 @@ def _stage_one_image(
         set_canvas(turn, ratio)
         width, height, _ = turn.canvas()
         url = generated_image(turn, subject.prompt)
-        description = media_module("scenes").describe_scene(subject.prompt)
+        description = makers.scenes().describe_scene(subject.prompt)
         result["scene"] = scene_text(description, turn.lang)
         track = new_video_track()
         track["sg"].append(
@@ -102,7 +104,7 @@ def _stage_one_video(
     def work() -> Generator[Step, None, list[dict[str, Any]]]:
         set_canvas(turn, ratio)
         width, height, fps = turn.canvas()
-        scenes = media_module("scenes")
+        scenes = makers.scenes()
         track = new_video_track()
         start, urls = 0, []
         for i, scene_ms in enumerate(_scene_durations(duration, count)):
@@ -120,8 +122,8 @@ def _stage_one_video(
                 fps,
             )
             if not path.exists():
-                job = "scenes.make_clip"
-                make_media(turn.ctx, job, prompt, path, clip_ms, width, height, fps=fps)
+                job = ClipJob(prompt, path, clip_ms, width, height, fps=fps)
+                make_media(turn.ctx, job)
             url = turn.url_for(path)
             urls.append(url)
             track["sg"].append(

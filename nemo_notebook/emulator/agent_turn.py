@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
 import json
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from .._draft import Draft
@@ -27,6 +25,7 @@ from .agent_protocol import (
     TurnContext,
 )
 from .agent_texts import GUI_PHRASES, TEMPORARY_ISSUE
+from .media.jobs import MediaJob
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FPS = 1920, 1080, 30
 
@@ -49,23 +48,17 @@ def choice_seed(draft: Mapping[str, Any]) -> str:
     return Draft.from_dict(draft).summary()
 
 
-def media_module(name: str) -> ModuleType:
-    """A sibling media module (scenes, music, provenance), imported when first needed."""
-    return importlib.import_module(f"{__package__}.{name}")
-
-
-def make_media(ctx: TurnContext, job: str, *args: Any, **kwargs: Any) -> None:
-    """Run ``job`` ("scenes.save_image", "scenes.make_clip", "music.synthesize").
+def make_media(ctx: TurnContext, job: MediaJob) -> None:
+    """Run a media job (an image, a clip, music).
 
     In the server the context runs it in a worker process, so it cannot hold the GIL the
     event loop needs; a context without ``make_media`` (tests, other hosts) runs it here.
     """
     runner = getattr(ctx, "make_media", None)
     if callable(runner):
-        runner(job, *args, **kwargs)
+        runner(job)
         return
-    module_name, function_name = job.split(".")
-    getattr(media_module(module_name), function_name)(*args, **kwargs)
+    job.run()
 
 
 def json_safe(value: Any) -> Any:

@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -49,11 +48,11 @@ from .envelope import (
     session_not_found,
 )
 from .faults import Faults
-from .files import MEDIA_SIGNATURE_PARAM, MediaSigner
 from .handlers import Handlers, balance_view, base_url_of
 from .limits import Limits
-from .media_pool import MediaPool, MediaPoolClosed
-from .media_worker import run_job
+from .media.files import MEDIA_SIGNATURE_PARAM
+from .media.library import MediaLibrary
+from .media.media_pool import MediaJobRunner
 from .openapi import openapi_document
 from .render_jobs import RenderHandlers, RenderWorker
 from .store import RateLimited, Store, iso_utc
@@ -103,9 +102,9 @@ class Emulator:
     def __init__(self, config: EmulatorConfig, faults: Faults | None = None) -> None:
         self.config = config
         self.data_dir = Path(config.data_dir)
-        self.media_dir = self.data_dir / "media"
-        self.media_dir.mkdir(parents=True, exist_ok=True)
-        self.media_signer = MediaSigner.for_data_dir(self.data_dir)
+        self.media = MediaLibrary(self.data_dir)
+        self.media_dir = self.media.root
+        self.media_signer = self.media.signer
         # /_emulator/ answers only requests that carry this (any local user reaches loopback)
         self.admin_secret = config.admin_secret or secrets.token_urlsafe(32)
         self.faults = faults or Faults(config.time_scale)
@@ -126,10 +125,7 @@ class Emulator:
         self.store.release_stale_reservations()
         self.renders = RenderWorker(self)
         self.renders.start()
-        self._media_pool: MediaPool | None = None
-        self._media_lock = threading.Lock()
-        self._in_process_media = threading.Semaphore(1)
-        self._media_closed = False
+        self.media_jobs = MediaJobRunner()
 
     def close(self, render_timeout: float = 5.0, turn_timeout: float = 1.5) -> None:
         """Stop background work and close the database.
@@ -145,34 +141,8 @@ class Emulator:
         self._stop_launcher(turn_timeout)  # turns already queued start and see the stop
         for thread in self.running_turns():
             thread.join(max(0.0, deadline - time.monotonic()))
-        self._close_media_pool()  # after the grace time: a job still running fails at once
+        self.media_jobs.close()  # after the grace time: a job still running fails at once
         self.store.close()
-
-    def run_media(self, job: str, *args: Any, **kwargs: Any) -> None:
-        """Run a media job (``"scenes.save_image"``…) in a worker process, off the GIL.
-
-        If no worker process can be started, the job runs here, one at a time.
-        """
-        try:
-            self._pool().run(job, *args, **kwargs)
-        except OSError:
-            with self._in_process_media:
-                run_job({"job": job, "args": list(args), "kwargs": kwargs})
-
-    def _pool(self) -> MediaPool:
-        with self._media_lock:
-            if self._media_closed:
-                raise MediaPoolClosed("the emulator has stopped")
-            if self._media_pool is None:
-                self._media_pool = MediaPool()
-            return self._media_pool
-
-    def _close_media_pool(self) -> None:
-        with self._media_lock:
-            pool, self._media_pool = self._media_pool, None
-            self._media_closed = True
-        if pool is not None:
-            pool.close()
 
     def running_turns(self) -> list[threading.Thread]:
         with self._turns_lock:
@@ -215,44 +185,16 @@ class Emulator:
     # -- media paths -------------------------------------------------------------------------
 
     def media_path(self, rel: str) -> Path | None:
-        """The file under ``media/`` that ``rel`` names, or ``None`` (traversal, hidden, absent)."""
-        parts = [p for p in rel.replace("\\", "/").split("/") if p]
-        if not parts or any(p.startswith(".") or "\x00" in p for p in parts):
-            return None
-        root = self.media_dir.resolve()
-        try:
-            candidate = root.joinpath(*parts).resolve()
-            found = candidate.is_relative_to(root) and candidate.is_file()
-        except OSError:  # a name too long for the file system, no permission…
-            return None
-        return candidate if found else None
+        return self.media.file_at(rel)
 
     def media_url(self, base_url: str, path: Path) -> str:
-        """The signed URL of a file under ``media/`` (only whoever is handed it can fetch it)."""
-        rel = path.resolve().relative_to(self.media_dir.resolve()).as_posix()
-        return self.media_signer.url(base_url, rel)
+        return self.media.signed_url(base_url, path)
 
     def signed_media_path(self, rel: str, signature: str | None) -> Path | None:
-        """The file ``rel`` names if ``signature`` is the one this server gave it, else ``None``."""
-        if not self.media_signer.verify(rel, signature):
-            return None
-        return self.media_path(rel)
+        return self.media.signed_file(rel, signature)
 
     def resolve_media(self, src: str) -> Path:
-        """Map a signed ``<any host>/media/<rel>?sig=…`` URL back to the file; refuse everything
-        else (a draft naming another user's file by its bare path renders nothing of it)."""
-        from .render import RenderError
-
-        parts = urlsplit(src) if isinstance(src, str) else None
-        if parts is None or parts.scheme not in ("http", "https"):
-            raise RenderError(f"refusing media source {str(src)[:200]!r}: only /media/ URLs")
-        if not parts.path.startswith("/media/"):
-            raise RenderError(f"refusing media source {src[:200]!r}: not under /media/")
-        signature = parse_qs(parts.query).get(MEDIA_SIGNATURE_PARAM, [None])[0]
-        path = self.signed_media_path(unquote(parts.path[len("/media/") :]), signature)
-        if path is None:
-            raise RenderError(f"media not found: {src[:200]}")
-        return path
+        return self.media.file_for_source(src)
 
 
 def _default_agent(costs: Any) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .files import OUTPUT_FORMATS
-from .render_jobs import QUALITY_PRESETS, RENDER_ID
+from .media.files import OUTPUT_FORMATS, QUALITY_PRESETS
+from .render_jobs import RENDER_ID
 from .turns import APP_NAME
 
 

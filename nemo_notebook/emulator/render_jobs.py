@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from .envelope import ApiError, bad_request, envelope, read_json_object
-from .files import OUTPUT_FORMATS
 from .handlers import Handlers, base_url_of
+from .media.files import OUTPUT_FORMATS, QUALITY_PRESETS
 from .store import DuplicateRender, TooManyRenders
 from .uploads import storage_full
 from .variants import ActiveVariants
@@ -39,7 +39,6 @@ log = logging.getLogger("nemo_notebook.emulator")
 
 ATTRIBUTION_HEADERS = ("x-skill-source", "x-skill-version", "x-skill-platform")
 RENDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-QUALITY_PRESETS = {"high": "veryfast", "medium": "superfast", "low": "ultrafast"}
 UNFINISHED = ("pending", "processing")
 _PLAN_BLOCKED = (
     "export is not available on the free plan: upgrade your plan to export videos, "
@@ -334,7 +333,7 @@ class RenderWorker:
         if not self._set_status(render_id, status="processing", progress=0.0):
             return
         try:
-            from . import render
+            from .media import render
         except ImportError:
             self._set_status(render_id, status="failed", error="the renderer is not installed")
             return

@@ -36,6 +36,7 @@ from .envelope import ApiError, bad_request, read_json_object, required_str
 from .envelope import log as envelope_log
 from .faults import StreamPlan
 from .handlers import Handlers, base_url_of
+from .media.jobs import MediaJob
 from .store import InsufficientCredits, SessionRecord, Store
 from .uploads import upload_view
 from .variants import ActiveVariants, VariantSwitch
@@ -153,9 +154,9 @@ class SessionTurnContext:
     def _uploads(self) -> list[dict[str, Any]]:
         return self._emulator.store.list_uploads(self.session_id)
 
-    def make_media(self, job: str, *args: Any, **kwargs: Any) -> None:
+    def make_media(self, job: MediaJob) -> None:
         """Run a media job in the emulator's worker processes (see agent_turn.make_media)."""
-        self._emulator.run_media(job, *args, **kwargs)
+        self._emulator.media_jobs.run(job)
 
     def reserve(self, tool: str, cost: int) -> StoreReservation:
         try:

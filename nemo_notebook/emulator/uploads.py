@@ -533,7 +533,7 @@ def _probe_image(path: Path, ext: str, filename: str, max_pixels: int) -> dict[s
 def _probe_media(path: Path) -> dict[str, Any]:
     empty: dict[str, Any] = {"width": None, "height": None, "duration": None, "fps": None}
     try:
-        from .render import probe
+        from .media.render import probe
 
         info = probe(path)
     except Exception:  # unknown or damaged media: stored, just not described

@@ -190,7 +190,7 @@ def media(monkeypatch: pytest.MonkeyPatch) -> FakeMedia:
     provenance = types.ModuleType("fake_provenance")
     provenance.inspect_image = inspect_image  # type: ignore[attr-defined]
     for name, module in (("scenes", scenes), ("music", music), ("provenance", provenance)):
-        monkeypatch.setitem(sys.modules, f"nemo_notebook.emulator.{name}", module)
+        monkeypatch.setitem(sys.modules, f"nemo_notebook.emulator.media.{name}", module)
     return fake
 
 
@@ -1021,8 +1021,8 @@ def test_export_with_nothing_to_export(ctx: FakeContext, media: FakeMedia) -> No
 
 
 def require(module: str) -> None:
-    if importlib.util.find_spec(f"nemo_notebook.emulator.{module}") is None:
-        pytest.skip(f"nemo_notebook.emulator.{module} is not written yet")
+    if importlib.util.find_spec(f"nemo_notebook.emulator.media.{module}") is None:
+        pytest.skip(f"nemo_notebook.emulator.media.{module} is not written yet")
 
 
 def test_real_media_generation(tmp_path: Path) -> None:
@@ -1061,7 +1061,7 @@ def test_real_provenance_explains_a_procedural_image(tmp_path: Path) -> None:
     require("scenes")
     require("music")
     require("provenance")
-    from nemo_notebook.emulator import scenes
+    from nemo_notebook.emulator.media import scenes
 
     ctx = FakeContext(
         media_dir=tmp_path / "media", state={"canvas_config": {"width": 64, "height": 36}}

@@ -35,9 +35,10 @@ from nemo_notebook.emulator.agent import (
 )
 from nemo_notebook.emulator.app import SUPPORTED_UPLOAD_TYPES, text_chunks
 
-RENDER_AVAILABLE = (Path(__file__).parents[2] / "nemo_notebook/emulator/render.py").exists()
+RENDER_AVAILABLE = (Path(__file__).parents[2] / "nemo_notebook/emulator/media/render.py").exists()
 needs_render = pytest.mark.skipif(
-    not RENDER_AVAILABLE, reason="nemo_notebook/emulator/render.py (emulator-media) not there yet"
+    not RENDER_AVAILABLE,
+    reason="nemo_notebook/emulator/media/render.py (emulator-media) not there yet",
 )
 ATTRIBUTION = {
     "X-Skill-Source": "nemo-notebook",
@@ -1139,7 +1140,7 @@ def test_the_real_agent_generates_and_the_draft_renders(real_server: Any) -> Non
         charged = [e for e in real_server.ledger(user.user_id) if e["kind"] == "settle"]
         assert sum(e["amount"] for e in charged) == 100 - balance["available"]
         if not RENDER_AVAILABLE:
-            pytest.skip("nemo_notebook/emulator/render.py (emulator-media) not there yet")
+            pytest.skip("nemo_notebook/emulator/media/render.py (emulator-media) not there yet")
         small = {**draft, "m": {**draft.get("m", {}), "width": 192, "height": 108, "fps": 10}}
         body = {"id": "render_agent_1", "sessionId": session_id, "draft": small,
                 "output": {"format": "mp4", "quality": "low"}}  # fmt: skip

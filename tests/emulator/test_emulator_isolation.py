@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from nemo_notebook.emulator import start
-from nemo_notebook.emulator.files import MediaSigner
+from nemo_notebook.emulator.media.files import MediaSigner
 from nemo_notebook.emulator.server import ADMIN_SECRET_ENV, running
 
 pytestmark = pytest.mark.timeout(120)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nemo_notebook.emulator.media_pool import _Worker
+from nemo_notebook.emulator.media.media_pool import _Worker
 
 
 @pytest.fixture

@@ -390,7 +390,7 @@ def processes_naming(marker: str) -> list[str]:
     [("mp4", "video/mp4"), ("webm", "video/webm"), ("gif", "image/gif"), ("png", "image/png")],
 )
 def test_export_formats_decode(server: Any, user: User, fmt: str, content_type: str) -> None:
-    from nemo_notebook.emulator.render import GIF_MAX_WIDTH, probe
+    from nemo_notebook.emulator.media.render import GIF_MAX_WIDTH, probe
 
     session_id = user.new_session()
     draft = still_draft(user, session_id, 2, (640, 360))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nemo_notebook.emulator import music
+from nemo_notebook.emulator.media import music
 
 
 def _read(path: Path) -> tuple[wave.Wave_read, np.ndarray]:

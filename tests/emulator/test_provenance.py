@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
-from nemo_notebook.emulator import provenance, scenes
+from nemo_notebook.emulator.media import provenance, scenes
+from nemo_notebook.emulator.media.image_metadata import decode_user_comment
 
 SD_PARAMETERS = (
     "a lighthouse on a cliff, golden hour, highly detailed\n"
@@ -136,9 +137,9 @@ def test_jpeg_exif_software_user_comment_and_camera(tmp_path: Path) -> None:
 
 
 def test_jpeg_ascii_user_comment_is_decoded() -> None:
-    assert provenance._decode_user_comment(b"ASCII\0\0\0hello") == "hello"
-    assert provenance._decode_user_comment(b"UNICODE\0" + "hi".encode("utf-16-le")) == "hi"
-    assert provenance._decode_user_comment(b"short") is None
+    assert decode_user_comment(b"ASCII\0\0\0hello") == "hello"
+    assert decode_user_comment(b"UNICODE\0" + "hi".encode("utf-16-le")) == "hi"
+    assert decode_user_comment(b"short") is None
 
 
 XMP = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
@@ -280,7 +281,7 @@ def itxt(key: bytes, text: bytes, compressed: bool, method: int = 0) -> bytes:
 def _inspect_in_a_memory_limited_child(path: Path, headroom_mb: int) -> subprocess.CompletedProcess:
     code = f"""
 import resource, re, sys
-from nemo_notebook.emulator import provenance
+from nemo_notebook.emulator.media import provenance
 status = open("/proc/self/status").read()
 vm = int(re.search(r"VmSize:\\s+(\\d+) kB", status).group(1)) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (vm + {headroom_mb} * 1024 * 1024,) * 2)

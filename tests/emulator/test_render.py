@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nemo_notebook.emulator import music, render, scenes
+from nemo_notebook.emulator.media import music, render, scenes
 
 BASE = "http://127.0.0.1:9/media/"
 FRAME_S = 1 / 30
@@ -262,10 +262,10 @@ def test_probe_of_png_and_of_garbage(tmp_path: Path) -> None:
 
 def test_chinese_text_is_drawn_with_real_glyphs():
     """Two different Han characters must not render as the same missing-glyph box."""
-    from nemo_notebook.emulator.render import _draw_text_image
+    from nemo_notebook.emulator.media.text_overlay import draw_text_image
 
-    first = _draw_text_image("海", {}, False, 1920, 1080)
-    second = _draw_text_image("边", {}, False, 1920, 1080)
+    first = draw_text_image("海", {}, False, 1920, 1080)
+    second = draw_text_image("边", {}, False, 1920, 1080)
     assert first.size == second.size
     assert first.tobytes() != second.tobytes()
 

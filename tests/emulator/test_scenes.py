@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nemo_notebook.emulator import render, scenes
+from nemo_notebook.emulator.media import render, scenes
 
 SMALL = (320, 180)
 

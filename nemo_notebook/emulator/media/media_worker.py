@@ -1,8 +1,8 @@
 """A media worker process: makes images, clips and music for the emulator's agent.
 
-Run as ``python -m nemo_notebook.emulator.media_worker``. It reads one JSON request a line on
-stdin (``{"job": "scenes.save_image", "args": [...], "kwargs": {...}}``), runs it and answers one
-JSON line on stdout (``{"ok": true}`` or ``{"ok": false, "error": "..."}``). It runs at the
+Run as ``python -m nemo_notebook.emulator.media.media_worker``. It reads one JSON request a line
+on stdin (``{"job": "scenes.save_image", "kwargs": {...}}``, see ``jobs``), runs it and answers
+one JSON line on stdout (``{"ok": true}`` or ``{"ok": false, "error": "..."}``). It runs at the
 lowest CPU priority, so a burst of generation cannot delay the server's responses, and it
 exits when stdin closes (the server stopped or died).
 """
@@ -10,32 +10,23 @@ exits when stdin closes (the server stopped or died).
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import sys
 from typing import Any, BinaryIO
 
-JOBS = frozenset({"scenes.save_image", "scenes.make_clip", "music.synthesize"})
+from .jobs import job_from_request
+
 NICENESS = 19
 
 
-def run_job(request: dict[str, Any]) -> None:
-    """Run one request's media function (only the names in :data:`JOBS`)."""
-    job = request.get("job")
-    if job not in JOBS:
-        raise ValueError(f"unknown media job {job!r}")
-    module_name, function_name = str(job).split(".")
-    module = importlib.import_module(f"{__package__}.{module_name}")
-    getattr(module, function_name)(*request.get("args", ()), **request.get("kwargs", {}))
-
-
 def answer(request_line: bytes) -> dict[str, Any]:
+    """Run the job one request line names; what went wrong, if anything, as the reply."""
     try:
         request = json.loads(request_line)
         if not isinstance(request, dict):
             raise ValueError("a request must be a JSON object")
-        run_job(request)
+        job_from_request(request).run()
     except Exception as exc:
         return {"ok": False, "error": str(exc) or type(exc).__name__, "type": type(exc).__name__}
     return {"ok": True}

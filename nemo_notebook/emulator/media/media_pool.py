@@ -2,8 +2,9 @@
 
 Making an image, a clip or music is seconds of CPU in numpy and Pillow that would hold the GIL
 and starve the event loop (late response headers and first events under a burst of turns). The
-:class:`MediaPool` runs that work in a few worker processes (``media_worker``), started when
-first needed, at a lower CPU priority, and killed by pid when the emulator stops. The worker is
+:class:`MediaPool` runs that work (``jobs``) in a few worker processes (``media_worker``), started
+when first needed, at a lower CPU priority, and killed by pid when the emulator stops;
+:class:`MediaJobRunner` is what the server holds. The worker is
 a plain ``python -m`` child, not ``multiprocessing``: it never re-imports the user's
 ``__main__``, so a script that starts the emulator at top level stays safe.
 """
@@ -19,6 +20,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import IO, Any
+
+from .jobs import MediaJob, job_request
 
 _WAIT_POLL_S = 0.2  # how often a turn waiting for a free worker checks for stop
 _KILL_WAIT_S = 2.0
@@ -43,7 +46,7 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "nemo_notebook.emulator.media_worker"],
+            [sys.executable, "-m", "nemo_notebook.emulator.media.media_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -85,13 +88,11 @@ class MediaPool:
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
-    def run(self, job: str, *args: Any, **kwargs: Any) -> None:
-        """Run a media job (``"scenes.save_image"``…) with JSON-able arguments in a worker."""
-        request: dict[str, Any] = {"job": job, "args": [_plain(a) for a in args]}
-        request["kwargs"] = {k: _plain(v) for k, v in kwargs.items()}
+    def run(self, job: MediaJob) -> None:
+        """Run a media job in a worker."""
         self._acquire_slot()
         try:
-            self._run_in_worker(request)
+            self._run_in_worker(job_request(job))
         finally:
             self._slots.release()
 
@@ -151,5 +152,36 @@ class MediaPool:
         worker.kill()
 
 
-def _plain(value: Any) -> Any:
-    return os.fspath(value) if isinstance(value, os.PathLike) else value
+class MediaJobRunner:
+    """The media jobs of one server: run in a :class:`MediaPool` started when first needed, or
+    here, one at a time, when no worker process can be started."""
+
+    def __init__(self) -> None:
+        self._pool: MediaPool | None = None
+        self._lock = threading.Lock()
+        self._in_process = threading.Semaphore(1)
+        self._closed = False
+
+    def run(self, job: MediaJob) -> None:
+        """Run ``job``, blocking the calling (turn) thread only."""
+        try:
+            self._open_pool().run(job)
+        except OSError:
+            with self._in_process:
+                job.run()
+
+    def close(self) -> None:
+        """Kill the workers (a job still running fails at once); no job runs after this."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._closed = True
+        if pool is not None:
+            pool.close()
+
+    def _open_pool(self) -> MediaPool:
+        with self._lock:
+            if self._closed:
+                raise MediaPoolClosed("the emulator has stopped")
+            if self._pool is None:
+                self._pool = MediaPool()
+            return self._pool

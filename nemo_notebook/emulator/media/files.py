@@ -1,5 +1,6 @@
-"""Writing media files atomically (readers never see a half-written file), the file types the
-renderer writes, and the signed ``/media/`` URLs that only whoever was handed one can fetch."""
+"""Writing media files atomically (readers never see a half-written file), the file types and
+qualities the renderer writes, and the signed ``/media/`` URLs that only whoever was handed one
+can fetch."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .._private_files import NotPrivateError, read_private
+from ..._private_files import NotPrivateError, read_private
 
 __all__ = [
     "MEDIA_SIGNATURE_PARAM",
     "OUTPUT_FORMATS",
+    "QUALITY_PRESETS",
     "MediaSigner",
     "OutputFormat",
     "atomic_output",
@@ -47,6 +49,8 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
     "gif": OutputFormat("gif", ".gif", "image/gif", has_audio=False),
     "png": OutputFormat("png", ".png", "image/png", has_audio=False),
 }
+#: A render job's ``output.quality`` -> the x264 preset it renders with.
+QUALITY_PRESETS = {"high": "veryfast", "medium": "superfast", "low": "ultrafast"}
 
 
 @contextlib.contextmanager
