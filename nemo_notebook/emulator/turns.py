@@ -31,7 +31,7 @@ from .adk_wire import (
     text_chunks,
     typed_frames,
 )
-from .agent_protocol import CreditsExhausted
+from .agent.contract import CreditsExhausted
 from .envelope import ApiError, bad_request, read_json_object, required_str
 from .envelope import log as envelope_log
 from .faults import StreamPlan

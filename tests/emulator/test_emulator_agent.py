@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from nemo_notebook.emulator import agent as agent_mod
 from nemo_notebook.emulator.agent import (
     Agent,
     AgentFailure,
@@ -33,6 +32,7 @@ from nemo_notebook.emulator.agent import (
     parse_aspect,
     parse_volume,
 )
+from nemo_notebook.emulator.agent import texts as agent_mod
 
 BASE_URL = "http://127.0.0.1:8123"
 SESSION = "7000000000000000001"
@@ -535,7 +535,7 @@ def test_explain_uses_the_named_or_newest_upload(ctx: FakeContext, media: FakeMe
 
 def test_explain_without_an_upload_is_free(ctx: FakeContext, media: FakeMedia) -> None:
     steps = run(ctx, "explain what this AI image is and how it was made")
-    assert says(steps) == [agent_mod._TEXTS["en"]["upload_first"]]
+    assert says(steps) == [agent_mod.TEXTS["en"]["upload_first"]]
     assert not ctx.ledger and not ctx.saves and not calls(steps)
     zh = run(ctx, "解释这张图片")
     assert "上传" in says(zh)[0]

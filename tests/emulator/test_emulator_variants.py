@@ -27,7 +27,7 @@ from PIL import Image
 
 from nemo_notebook._cli import build_parser
 from nemo_notebook.emulator import VARIANTS, start
-from nemo_notebook.emulator.agent_questions import OPTIONS, chosen_option
+from nemo_notebook.emulator.agent.questions import OPTIONS, chosen_option
 from nemo_notebook.emulator.variants import ActiveVariants, VariantSwitch, parse_variants
 
 TIME_SCALE = 0.05

@@ -7,7 +7,10 @@ import re
 from collections.abc import Generator, Iterator
 from typing import Any
 
-from .agent_drafts import (
+from ..media import makers
+from ..media.jobs import ClipJob
+from .contract import Pause, Say, Step
+from .drafts import (
     DEFAULT_VOLUME,
     MAX_DURATION_MS,
     TITLE_DURATION_MS,
@@ -23,12 +26,9 @@ from .agent_drafts import (
     tracks_of,
     video_end,
 )
-from .agent_intents import Subject, parse_aspect, parse_seconds_ms, read_subject
-from .agent_protocol import Pause, Say, Step
-from .agent_texts import SCENE_SHOTS, percent_text, scene_text, seconds_text, span_text, wording
-from .agent_turn import ToolPlan, Turn, make_media
-from .media import makers
-from .media.jobs import ClipJob
+from .intents import Subject, parse_aspect, parse_seconds_ms, read_subject
+from .texts import SCENE_SHOTS, percent_text, scene_text, seconds_text, span_text, wording
+from .turn import ToolPlan, Turn, make_media
 
 IMAGE_DURATION_MS = 5000
 VIDEO_DURATION_MS = 10000

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .agent_intents import (
+from .contract import CallTool, Step, ToolDone, TurnContext
+from .intents import (
     Message,
     info_intent,
     parse_aspect,
@@ -27,8 +28,7 @@ from .agent_intents import (
     wants_image_generation,
     wants_video_generation,
 )
-from .agent_protocol import CallTool, Step, ToolDone, TurnContext
-from .agent_turn import Turn
+from .turn import Turn
 
 TOOL = "ask_question"
 QUESTION = {"en": "Which aspect ratio would you like?", "zh": "您想要哪种画面比例？"}

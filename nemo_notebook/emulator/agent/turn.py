@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._draft import Draft
-from .agent_intents import Message
-from .agent_protocol import (
+from ..._draft import Draft
+from ..media.jobs import MediaJob
+from .contract import (
     AgentFailure,
     CallTool,
     Pause,
@@ -24,8 +24,8 @@ from .agent_protocol import (
     ToolDone,
     TurnContext,
 )
-from .agent_texts import GUI_PHRASES, TEMPORARY_ISSUE
-from .media.jobs import MediaJob
+from .intents import Message
+from .texts import GUI_PHRASES, TEMPORARY_ISSUE
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FPS = 1920, 1080, 30
 

@@ -8,8 +8,9 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, Track
-from .agent_drafts import (
+from ..._draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO, Track
+from .contract import Say, Step
+from .drafts import (
     CAPTION_DURATION_MS,
     DEFAULT_VOLUME,
     IMAGE_SUFFIXES,
@@ -36,7 +37,7 @@ from .agent_drafts import (
     tracks_of,
     video_end,
 )
-from .agent_intents import (
+from .intents import (
     CAPTION_WORDS,
     MUSIC_WORDS,
     TITLE_WORDS,
@@ -55,8 +56,7 @@ from .agent_intents import (
     parse_trim_edge,
     parse_volume,
 )
-from .agent_protocol import Say, Step
-from .agent_texts import (
+from .texts import (
     percent_text,
     quoted_span,
     seconds_text,
@@ -64,7 +64,7 @@ from .agent_texts import (
     volume_question,
     wording,
 )
-from .agent_turn import ToolPlan, Turn
+from .turn import ToolPlan, Turn
 
 
 @dataclass

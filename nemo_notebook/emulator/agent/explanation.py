@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .agent_drafts import (
+from ..media import makers
+from .contract import Say, Step
+from .drafts import (
     IMAGE_SUFFIXES,
     TITLE_DURATION_MS,
     caption_style,
@@ -21,10 +23,8 @@ from .agent_drafts import (
     place_title,
     title_style,
 )
-from .agent_protocol import Say, Step
-from .agent_texts import seconds_text, wording
-from .agent_turn import ToolPlan, Turn, json_safe
-from .media import makers
+from .texts import seconds_text, wording
+from .turn import ToolPlan, Turn, json_safe
 
 EXPLAINER_CAPTION_MS = 3000
 _SOURCE_TYPES = {

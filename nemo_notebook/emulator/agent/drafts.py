@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO
-from .agent_turn import DEFAULT_FPS, Turn, make_media
-from .media import makers
-from .media.jobs import ImageJob, MusicJob
+from ..._draft import TRACK_AUDIO, TRACK_TEXT, TRACK_VIDEO
+from ..media import makers
+from ..media.jobs import ImageJob, MusicJob
+from .turn import DEFAULT_FPS, Turn, make_media
 
 TITLE_DURATION_MS = 3000
 # Text sizes are pixels on a canvas whose short side is 1080 (the renderer scales them).

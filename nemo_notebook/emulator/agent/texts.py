@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._draft import format_range, format_seconds
+from ..._draft import format_range, format_seconds
 
 TEMPORARY_ISSUE = {
     "en": "I encountered a temporary issue, but your changes were saved.",
