@@ -33,7 +33,8 @@ from nemo_notebook.emulator.agent import (
     Say,
     ToolDone,
 )
-from nemo_notebook.emulator.app import SUPPORTED_UPLOAD_TYPES, text_chunks
+from nemo_notebook.emulator.http.adk_events import text_chunks
+from nemo_notebook.emulator.http.upload_checks import LISTED_UPLOAD_TYPES as SUPPORTED_UPLOAD_TYPES
 
 RENDER_AVAILABLE = (Path(__file__).parents[2] / "nemo_notebook/emulator/media/render.py").exists()
 needs_render = pytest.mark.skipif(

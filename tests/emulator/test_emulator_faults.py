@@ -14,7 +14,7 @@ import pytest
 
 from nemo_notebook.emulator import start
 from nemo_notebook.emulator.agent import Pause, Say
-from nemo_notebook.emulator.app import Emulator, EmulatorConfig, build_app
+from nemo_notebook.emulator.application import Emulator, EmulatorConfig, build_app
 from nemo_notebook.emulator.faults import FaultConfigError, Faults
 
 ATTRIBUTION = {"X-Skill-Source": "nemo-notebook", "X-Skill-Version": "t", "X-Skill-Platform": "t"}

@@ -285,7 +285,7 @@ def test_a_hostile_text_chunk_does_not_stall_other_clients(server: Any, http: ht
 
 
 def test_the_render_queue_takes_users_in_turn() -> None:
-    from nemo_notebook.emulator.render_jobs import FairQueue
+    from nemo_notebook.emulator.render_worker import FairQueue
 
     queue = FairQueue()
     for user, render_id in [("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"), ("c", "c1")]:

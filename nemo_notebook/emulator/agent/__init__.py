@@ -68,6 +68,7 @@ from .contract import (
     Step,
     ToolCosts,
     ToolDone,
+    TurnAgent,
     TurnContext,
 )
 from .intents import parse_aspect, parse_volume
@@ -84,6 +85,7 @@ __all__ = [
     "Step",
     "ToolCosts",
     "ToolDone",
+    "TurnAgent",
     "TurnContext",
     "parse_aspect",
     "parse_volume",

@@ -1,10 +1,11 @@
 """What the agent and the server share: the steps a turn yields, its failures, the credit costs
-of tools and the :class:`TurnContext` the server provides (all re-exported by ``agent``)."""
+of tools, the :class:`TurnContext` the server provides and the :class:`TurnAgent` it expects
+(re-exported by the ``agent`` package)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,7 +106,9 @@ class TurnContext(Protocol):
     language: str
     base_url: str
     media_dir: Path
-    time_scale: float
+
+    @property
+    def time_scale(self) -> float: ...
 
     def load_state(self) -> dict[str, Any]: ...
 
@@ -114,3 +117,9 @@ class TurnContext(Protocol):
     def uploads(self) -> list[dict[str, Any]]: ...
 
     def reserve(self, tool: str, cost: int) -> Reservation: ...
+
+
+class TurnAgent(Protocol):
+    """What the server needs of an agent: the rule-based ``Agent`` or any replacement."""
+
+    def run_turn(self, ctx: TurnContext, message: str) -> Iterable[object]: ...

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .media.files import OUTPUT_FORMATS, QUALITY_PRESETS
+from ..media.files import OUTPUT_FORMATS, QUALITY_PRESETS
+from .chat import APP_NAME
 from .render_jobs import RENDER_ID
-from .turns import APP_NAME
 
 
 def _ref(name: str) -> dict[str, str]:

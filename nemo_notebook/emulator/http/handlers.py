@@ -4,23 +4,20 @@ request helpers."""
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
+from ..services import EmulatorServices
+from ..store import Balance, SessionRecord, TokenExpired, TokenInfo, TokenInvalid
 from .envelope import ApiError, session_not_found
-from .store import Balance, SessionRecord, TokenExpired, TokenInfo, TokenInvalid
-
-if TYPE_CHECKING:
-    from .app import Emulator
 
 
 class Handlers:
-    """Request handlers bound to one :class:`Emulator`; subclasses add the endpoints."""
+    """Request handlers bound to one server's services; subclasses add the endpoints."""
 
-    def __init__(self, emulator: Emulator) -> None:
-        self.emu = emulator
-        self.store = emulator.store
+    def __init__(self, services: EmulatorServices) -> None:
+        self.services = services
+        self.store = services.store
 
     def authenticate(self, request: Request, scope: str) -> TokenInfo:
         header = request.headers.get("authorization", "")
@@ -40,7 +37,7 @@ class Handlers:
 
     def _token_code(self, gateway_code: int) -> int:
         """1001, or the gateway's own code (1010 expired, 1011 unknown) for ``gateway-codes``."""
-        return gateway_code if "gateway-codes" in self.emu.variants else 1001
+        return gateway_code if "gateway-codes" in self.services.variants else 1001
 
     def owned_session(self, info: TokenInfo, session_id: str, user: str = "me") -> SessionRecord:
         session = self.store.get_session(session_id)

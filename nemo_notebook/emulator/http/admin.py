@@ -10,10 +10,10 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..faults import FaultConfigError
+from ..store import ALL_SCOPES, iso_utc
 from .envelope import ApiError, bad_request, envelope, read_json_object, required_str
-from .faults import FaultConfigError
 from .handlers import Handlers, balance_view, is_loopback_host
-from .store import ALL_SCOPES, iso_utc
 
 ADMIN_HEADER = "X-Emulator-Admin"
 
@@ -27,7 +27,7 @@ class AdminHandlers(Handlers):
         if not is_loopback_host(host):
             raise ApiError(403, 403, "emulator admin endpoints answer loopback clients only")
         sent = request.headers.get(ADMIN_HEADER, "").encode("utf-8", "replace")
-        if not hmac.compare_digest(sent, self.emu.admin_secret.encode()):
+        if not hmac.compare_digest(sent, self.services.admin_secret.encode()):
             raise ApiError(
                 403, 403, f"send the admin secret the server printed at start in {ADMIN_HEADER}"
             )
@@ -35,32 +35,32 @@ class AdminHandlers(Handlers):
     async def faults(self, request: Request) -> Response:
         self.admin_only(request)
         if request.method == "POST":
-            spec = await read_json_object(request, self.emu.config.max_json_bytes)
+            spec = await read_json_object(request, self.services.config.max_json_bytes)
             try:
-                self.emu.faults.configure(spec)
+                self.services.faults.configure(spec)
             except FaultConfigError as exc:
                 raise bad_request(str(exc)) from exc
-        return envelope(self.emu.faults.snapshot())
+        return envelope(self.services.faults.snapshot())
 
     async def variants(self, request: Request) -> Response:
         """``POST {"variants": [...] | "a,b", "state_delay_s": 3}`` switches; GET reads."""
         self.admin_only(request)
         if request.method == "POST":
-            body = await read_json_object(request, self.emu.config.max_json_bytes)
+            body = await read_json_object(request, self.services.config.max_json_bytes)
             unknown = set(body) - {"variants", "state_delay_s"}
             if unknown:
                 raise bad_request(f"unknown keys {sorted(unknown)}; send variants, state_delay_s")
-            names = body.get("variants", self.emu.variants.active)
+            names = body.get("variants", self.services.variants.active)
             try:
-                self.emu.variants.set(names, state_delay_s=body.get("state_delay_s"))
+                self.services.variants.set(names, state_delay_s=body.get("state_delay_s"))
             except ValueError as exc:
                 raise bad_request(str(exc)) from exc
-        return envelope(self.emu.variants.snapshot())
+        return envelope(self.services.variants.snapshot())
 
     async def forget_session(self, request: Request) -> Response:
         """``POST {"session_id": ...}``: the session is gone; every call on it is 1002."""
         self.admin_only(request)
-        body = await read_json_object(request, self.emu.config.max_json_bytes)
+        body = await read_json_object(request, self.services.config.max_json_bytes)
         session_id = required_str(body, "session_id", 64)
         return envelope({"session_id": session_id, "forgot": self.store.forget_session(session_id)})
 
@@ -70,7 +70,7 @@ class AdminHandlers(Handlers):
 
     async def credits(self, request: Request) -> Response:
         self.admin_only(request)
-        body = await read_json_object(request, self.emu.config.max_json_bytes)
+        body = await read_json_object(request, self.services.config.max_json_bytes)
         user_id = required_str(body, "user_id", 64)
         available = body.get("available")
         if isinstance(available, bool) or not isinstance(available, int) or available < 0:
@@ -99,12 +99,14 @@ class AdminHandlers(Handlers):
         self.admin_only(request)
         method = request.query_params.get("method")
         path = request.query_params.get("path")
-        records = self.emu.faults.requests(method, path)
-        return envelope({"requests": [self.emu.faults.record_to_dict(r) for r in records]})
+        records = self.services.faults.requests(method, path)
+        return envelope({"requests": [self.services.faults.record_to_dict(r) for r in records]})
 
     async def tokens(self, request: Request) -> Response:
         self.admin_only(request)
-        body = await read_json_object(request, self.emu.config.max_json_bytes, allow_empty=True)
+        body = await read_json_object(
+            request, self.services.config.max_json_bytes, allow_empty=True
+        )
         scopes = body.get("scopes", list(ALL_SCOPES))
         user_id = body.get("user_id")
         if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
