@@ -25,7 +25,8 @@ from .jobs import MediaJob, job_request
 
 _WAIT_POLL_S = 0.2  # how often a turn waiting for a free worker checks for stop
 _KILL_WAIT_S = 2.0
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+# The folder that holds the nemo_notebook package: the workers import this same copy of it.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[__name__.count(".")])
 
 
 class MediaWorkError(RuntimeError):
