@@ -97,80 +97,82 @@ def _scene_durations(total: int, count: int) -> list[int]:
 def _stage_one_video(
     turn: Turn, subject: Subject, duration: int, ratio: str | None
 ) -> Iterator[Step]:
-    shots = SCENE_SHOTS[turn.lang]
     count = VIDEO_SCENES if duration >= VIDEO_SCENES * 1000 else 1
     result: dict[str, Any] = {}
 
     def work() -> Generator[Step, None, list[dict[str, Any]]]:
         set_canvas(turn, ratio)
-        width, height, fps = turn.canvas()
+        width, height, _ = turn.canvas()
         scenes = makers.scenes()
         track = new_video_track()
-        start, urls = 0, []
-        for i, scene_ms in enumerate(_scene_durations(duration, count)):
-            prompt = f"{subject.prompt}, {shots[i]}"
-            clip_ms = scene_ms + CLIP_HEADROOM_MS
-            path = turn.media_path(
-                "generated",
-                "clip",
-                ".mp4",
-                turn.ctx.session_id,
-                prompt,
-                clip_ms,
-                width,
-                height,
-                fps,
-            )
-            if not path.exists():
-                job = ClipJob(prompt, path, clip_ms, width, height, fps=fps)
-                make_media(turn.ctx, job)
-            url = turn.url_for(path)
-            urls.append(url)
-            track["sg"].append(
-                {
-                    "id": f"seg_video_{i + 1}",
-                    "st": start,
-                    "d": scene_ms,
-                    "so": CLIP_HEADROOM_MS // 2,
-                    "n": f"{subject.label} ({shots[i]})",
-                    "src": url,
-                }
-            )
-            turn.state["generated_media"].append(
-                {
-                    "type": "video",
-                    "url": url,
-                    "prompt": prompt,
-                    "width": width,
-                    "height": height,
-                    "duration_ms": clip_ms,
-                    "procedural": True,
-                }
-            )
-            start += scene_ms
-            yield Pause(0.6)
+        urls = yield from _add_scene_clips(turn, subject, _scene_durations(duration, count), track)
         turn.state["draft"] = fresh_draft(turn, subject.title, track)
         result["scene"] = scene_text(scenes.describe_scene(subject.prompt), turn.lang)
         result.update(width=width, height=height)
-        return [
-            {
-                "urls": urls,
-                "scenes": count,
-                "duration_ms": duration,
-                "width": width,
-                "height": height,
-                "procedural": True,
-            }
-        ]
+        facts = {"urls": urls, "scenes": count, "duration_ms": duration}
+        return [{**facts, "width": width, "height": height, "procedural": True}]
 
     plan = ToolPlan(
         "generate_video", "generate_video", {"prompt": subject.prompt, "duration_ms": duration}, 0.8
     )
     keys = ("draft", "generated_media", "canvas_config")
     yield from turn.run_tools([plan], work, "generate_video", keys)
+    yield Say(_video_done(turn, subject, duration, count, result))
+
+
+def _add_scene_clips(
+    turn: Turn, subject: Subject, durations: list[int], track: dict[str, Any]
+) -> Generator[Step, None, list[str]]:
+    """One clip per scene, each a segment of ``track`` in turn; returns their URLs."""
+    shots = SCENE_SHOTS[turn.lang]
+    start, urls = 0, []
+    for i, scene_ms in enumerate(durations):
+        url = _scene_clip(turn, f"{subject.prompt}, {shots[i]}", scene_ms + CLIP_HEADROOM_MS)
+        urls.append(url)
+        track["sg"].append(
+            {
+                "id": f"seg_video_{i + 1}",
+                "st": start,
+                "d": scene_ms,
+                "so": CLIP_HEADROOM_MS // 2,
+                "n": f"{subject.label} ({shots[i]})",
+                "src": url,
+            }
+        )
+        start += scene_ms
+        yield Pause(0.6)
+    return urls
+
+
+def _scene_clip(turn: Turn, prompt: str, clip_ms: int) -> str:
+    """A procedural clip of ``prompt`` on the turn's canvas, listed in generated_media; its URL."""
+    width, height, fps = turn.canvas()
+    path = turn.media_path(
+        "generated", "clip", ".mp4", turn.ctx.session_id, prompt, clip_ms, width, height, fps
+    )
+    if not path.exists():
+        make_media(turn.ctx, ClipJob(prompt, path, clip_ms, width, height, fps=fps))
+    url = turn.url_for(path)
+    turn.state["generated_media"].append(
+        {
+            "type": "video",
+            "url": url,
+            "prompt": prompt,
+            "width": width,
+            "height": height,
+            "duration_ms": clip_ms,
+            "procedural": True,
+        }
+    )
+    return url
+
+
+def _video_done(
+    turn: Turn, subject: Subject, duration: int, count: int, result: dict[str, Any]
+) -> str:
+    shots = SCENE_SHOTS[turn.lang]
     scene = result["scene"]
-    scene = scene[:1].upper() + scene[1:]
-    text = wording(
+    return wording(
         turn.lang,
         "video_done",
         seconds=seconds_text(duration, turn.lang),
@@ -179,9 +181,8 @@ def _stage_one_video(
         shots=("、" if turn.lang == "zh" else ", ").join(shots[:count]),
         width=result["width"],
         height=result["height"],
-        scene=scene,
+        scene=scene[:1].upper() + scene[1:],
     )
-    yield Say(text)
 
 
 def _stage_two(turn: Turn, subject: Subject) -> Iterator[Step]:

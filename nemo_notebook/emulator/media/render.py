@@ -28,7 +28,7 @@ from typing import Any
 from .ffmpeg import RenderError, parse_probe_output, poster_frame, probe, run_ffmpeg
 from .files import OUTPUT_FORMATS, OutputFormat, atomic_output
 from .filter_graph import GIF_FPS, GIF_MAX_WIDTH, STILL_AT_S, build_graph, ffmpeg_command
-from .render_plan import build_plan, mapping_of
+from .render_plan import RenderPlan, build_plan, mapping_of
 
 __all__ = [
     "GIF_FPS",
@@ -72,18 +72,24 @@ def render_draft(
     """
     started = time.perf_counter()
     _check_canvas(width, height, fps, preset)
-    fmt = OUTPUT_FORMATS.get(output_format)
-    if fmt is None:
-        raise RenderError(
-            f"unknown output format {output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}"
-        )
+    fmt = _output_format(output_format)
     plan = build_plan(mapping_of(draft), resolve_media, width, height, fps)
-    if plan.duration_s > MAX_DURATION_S:
-        raise RenderError(
-            f"the draft is {plan.duration_s / 60:.1f} minutes long; the emulator renders at most "
-            f"{MAX_DURATION_S // 60} minutes — trim it first"
-        )
+    _check_duration(plan)
     target = Path(output)
+    _encode(plan, target, fmt, preset, on_progress)
+    if on_progress is not None:
+        on_progress(1.0)
+    return _summary(plan, target, fmt, preset, started)
+
+
+def _encode(
+    plan: RenderPlan,
+    target: Path,
+    fmt: OutputFormat,
+    preset: str,
+    on_progress: Callable[[float], None] | None,
+) -> None:
+    """One ffmpeg run into a temp file next to ``target``, renamed onto it on success."""
     with (
         tempfile.TemporaryDirectory(prefix="nemo-render-") as work,
         atomic_output(target, fmt.extension) as tmp,
@@ -96,17 +102,20 @@ def render_draft(
         run_ffmpeg(command, plan.duration_s, on_progress)
         if tmp.stat().st_size == 0:
             raise RenderError("ffmpeg produced an empty file")
-    if on_progress is not None:
-        on_progress(1.0)
+
+
+def _summary(
+    plan: RenderPlan, target: Path, fmt: OutputFormat, preset: str, started: float
+) -> dict[str, Any]:
     counts = {
         kind: sum(s.kind == kind for s in plan.segments)
         for kind in ("still", "video", "audio", "text")
     }
     return {
         "path": str(target),
-        "width": width,
-        "height": height,
-        "fps": fps,
+        "width": plan.width,
+        "height": plan.height,
+        "fps": plan.fps,
         "duration_s": round(plan.duration_s, 3),
         "duration_ms": round(plan.duration_s * 1000),
         "bytes": target.stat().st_size,
@@ -115,6 +124,21 @@ def render_draft(
         "preset": preset,
         "format": fmt.name,
     }
+
+
+def _output_format(name: str) -> OutputFormat:
+    fmt = OUTPUT_FORMATS.get(name)
+    if fmt is None:
+        raise RenderError(f"unknown output format {name!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
+def _check_duration(plan: RenderPlan) -> None:
+    if plan.duration_s > MAX_DURATION_S:
+        raise RenderError(
+            f"the draft is {plan.duration_s / 60:.1f} minutes long; the emulator renders at most "
+            f"{MAX_DURATION_S // 60} minutes — trim it first"
+        )
 
 
 def _check_canvas(width: int, height: int, fps: int, preset: str) -> None:
