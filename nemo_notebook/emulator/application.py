@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
+from .._protocol import ANONYMOUS_TOKEN_PATH, RENDER_SUBMIT_PATH
 from .agent import Agent, ToolCosts, TurnAgent
 from .config import EmulatorConfig
 from .faults import Faults
@@ -139,7 +140,7 @@ def _api_routes(services: EmulatorServices) -> list[BaseRoute]:
     chat, uploads = ChatHandlers(services), UploadHandlers(services)
     renders, documents = RenderHandlers(services), DocumentHandlers(services)
     return [
-        Route("/api/auth/anonymous-token", accounts.anonymous_token, methods=["POST"]),
+        Route(ANONYMOUS_TOKEN_PATH, accounts.anonymous_token, methods=["POST"]),
         Route("/api/auth/claim-token", accounts.claim_token, methods=["POST"]),
         Route(
             "/api/tasks/{user}/with-session/nemo_agent", accounts.create_session, methods=["POST"]
@@ -148,7 +149,7 @@ def _api_routes(services: EmulatorServices) -> list[BaseRoute]:
         Route("/api/state/nemo_agent/{user}/{session_id}/latest", state.state, methods=["GET"]),
         Route("/api/upload-video/nemo_agent/{user}/{session_id}", uploads.upload, methods=["POST"]),
         Route("/api/credits/balance/simple", accounts.credits, methods=["GET"]),
-        Route("/api/render/proxy/lambda", renders.render_submit, methods=["POST"]),
+        Route(RENDER_SUBMIT_PATH, renders.render_submit, methods=["POST"]),
         Route("/api/render/proxy/lambda/{render_id}", renders.render_status, methods=["GET"]),
         Route(
             "/api/render/proxy/lambda/{render_id}/cancel", renders.render_cancel, methods=["POST"]
