@@ -24,7 +24,7 @@ PROMPTS = (
 
 
 def run(quick: bool = False) -> list[Row]:
-    from nemo_notebook.emulator import scenes
+    from nemo_notebook.emulator.media import scenes
 
     prompts = PROMPTS[:3] if quick else PROMPTS
     scenes.generate_image("warm-up", 320, 180)

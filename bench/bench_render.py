@@ -49,7 +49,7 @@ class Timeline:
     """The media files and geometry shared by the three renderers."""
 
     def __init__(self, folder: Path, width: int, height: int, duration_ms: int) -> None:
-        from nemo_notebook.emulator import music, scenes
+        from nemo_notebook.emulator.media import music, scenes
 
         self.folder, self.width, self.height = folder, width, height
         self.duration_ms = duration_ms
@@ -115,7 +115,7 @@ def _ffmpeg() -> str:
 
 
 def render_ours(timeline: Timeline, out: Path) -> float:
-    from nemo_notebook.emulator.render import render_draft
+    from nemo_notebook.emulator.media.render import render_draft
 
     start = time.perf_counter()
     render_draft(
@@ -263,7 +263,7 @@ def render_moviepy(timeline: Timeline, out: Path) -> float:
 
 
 def _check(path: Path, timeline: Timeline) -> str:
-    from nemo_notebook.emulator.render import probe
+    from nemo_notebook.emulator.media.render import probe
 
     info = probe(path)
     ok = (

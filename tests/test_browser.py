@@ -188,7 +188,7 @@ def assert_no_console_errors(lab: LabPage) -> None:
 
 
 def probe_duration_s(path: Path) -> float:
-    from nemo_notebook.emulator.render import probe
+    from nemo_notebook.emulator.media.render import probe
 
     return float(probe(path)["duration_s"])
 

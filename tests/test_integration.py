@@ -46,7 +46,7 @@ def client(emulator):
 
 
 def probe(path: Path) -> dict:
-    from nemo_notebook.emulator.render import probe as probe_media
+    from nemo_notebook.emulator.media.render import probe as probe_media
 
     return probe_media(path)
 

@@ -39,7 +39,7 @@ from nemo_notebook import (
     TransportError,
     UnsupportedFileError,
 )
-from nemo_notebook.emulator import render
+from nemo_notebook.emulator.media import render
 
 pytestmark = pytest.mark.timeout(180)
 

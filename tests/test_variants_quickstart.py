@@ -123,7 +123,8 @@ def workspace_of(ip: InteractiveShell) -> Any:
 
 def silent_volume_edit(draft: dict[str, Any]) -> tuple[str, int]:
     """A volume edit the emulator's agent answers without text for this draft."""
-    from nemo_notebook.emulator.agent import _choice_seed, _pick
+    from nemo_notebook.emulator.agent.turn import choice_seed as _choice_seed
+    from nemo_notebook.emulator.agent.turn import pick as _pick
 
     for percent in range(40, 100, 5):  # not 30%: the generated music's volume already
         message = f"set the music volume to {percent}%"

@@ -19,10 +19,12 @@ from typing import Any
 
 import uvicorn
 
-from .admin import ADMIN_HEADER
-from .app import Emulator, EmulatorConfig, build_app
+from .application import Emulator, build_app
+from .config import EmulatorConfig
 from .faults import Faults, RequestRecord
-from .handlers import is_loopback_host
+from .http.admin import ADMIN_HEADER
+from .http.handlers import is_loopback_host
+from .http.sse_stream import hide_stream_drops
 from .store import ALL_SCOPES, IssuedToken, Store
 from .variants import DEFAULT_STATE_DELAY_S, ActiveVariants, VariantSpec
 
@@ -62,14 +64,14 @@ class EmulatorHandle:
         self._stopped = False
         self.url = url
         self.data_dir = emulator.data_dir
-        self.faults: Faults = emulator.faults
+        self.faults: Faults = emulator.services.faults
         atexit.register(self.stop)
         _RUNNING[url] = self
 
     @property
     def admin_secret(self) -> str:
         """What ``/_emulator/`` endpoints require in the ``X-Emulator-Admin`` header."""
-        return self._emulator.admin_secret
+        return self._emulator.services.admin_secret
 
     def admin_headers(self) -> dict[str, str]:
         """Headers for calling ``/_emulator/`` endpoints, e.g. ``httpx.get(url, headers=...)``."""
@@ -78,7 +80,7 @@ class EmulatorHandle:
     @property
     def store(self) -> Store:
         """The SQLite store (for tests that inspect persisted rows)."""
-        return self._emulator.store
+        return self._emulator.services.store
 
     @property
     def time_scale(self) -> float:
@@ -91,23 +93,23 @@ class EmulatorHandle:
     @property
     def variants(self) -> ActiveVariants:
         """The protocol variants the server answers with now (``"progressive" in ...``)."""
-        return self._emulator.variants.active
+        return self._emulator.services.variants.active
 
     def set_variants(
         self, variants: VariantSpec, *, state_delay_s: float | None = None
     ) -> ActiveVariants:
         """Switch to other variants (a name, ``"a,b"``, names, or ``None`` for none) for the
         requests and turns that start from now on; forgets the variants' per-session counts."""
-        return self._emulator.variants.set(variants, state_delay_s=state_delay_s)
+        return self._emulator.services.variants.set(variants, state_delay_s=state_delay_s)
 
     @property
     def state_delay_s(self) -> float:
         """How long a state read waits under ``state-slow`` (real seconds, not scaled)."""
-        return self._emulator.variants.state_delay_s
+        return self._emulator.services.variants.state_delay_s
 
     @state_delay_s.setter
     def state_delay_s(self, value: float) -> None:
-        self._emulator.variants.state_delay_s = value
+        self._emulator.services.variants.state_delay_s = value
 
     def forget_session(self, session_id: str) -> bool:
         """Make a session disappear: every call on it answers 1002 from now on."""
@@ -144,7 +146,7 @@ class EmulatorHandle:
         atexit.unregister(self.stop)
         if _RUNNING.get(self.url) is self:
             del _RUNNING[self.url]
-        self._emulator.stopping.set()
+        self._emulator.services.stopping.set()
         self._server.should_exit = True
         self._thread.join(_SHUTDOWN_TIMEOUT_S)
         self._emulator.close()
@@ -274,6 +276,7 @@ def _serve_in_thread(
     emulator: Emulator, host: str, port: int, log_level: str, owns_data_dir: bool
 ) -> EmulatorHandle:
     sock = _bind(host, port)
+    hide_stream_drops()
     uv_config = uvicorn.Config(
         build_app(emulator),
         log_config=None,
