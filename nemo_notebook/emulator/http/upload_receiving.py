@@ -85,6 +85,11 @@ class UploadSink:
         self._header_value = bytearray()
         self._headers: dict[str, bytes] = {}
 
+    @property
+    def in_a_file(self) -> bool:
+        """A file part has begun and not ended (a body that stops here was cut short)."""
+        return self._current is not None
+
     def callbacks(self) -> dict[str, Callable[..., None]]:
         return {
             "on_part_begin": self._part_begin,
@@ -176,7 +181,7 @@ async def receive_multipart(request: Request, sink: UploadSink) -> None:
     if pending:
         await run_in_threadpool(_feed, parser, bytes(pending))
     await run_in_threadpool(parser.finalize)
-    if sink._current is not None:
+    if sink.in_a_file:
         raise bad_request("the multipart body ended in the middle of a file")
 
 

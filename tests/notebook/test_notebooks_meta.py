@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 EXPECTED = (
     "01-quickstart.ipynb",
     "02-editing-timeline.ipynb",

@@ -22,7 +22,7 @@ from nemo_notebook._sse import SSEDataDecoder, parse_sse_batch
 from nemo_notebook._text_merge import TextMerger
 from nemo_notebook._tool_calls import ToolCallTracker, question_from_call
 
-FIXTURES = Path(__file__).parent / "fixtures" / "adk"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "adk"
 MODES = ("progressive_streaming", "legacy_streaming", "non_streaming")
 TOOL_TEXT = (
     "I'll create that image for you.\n\nHere is your image of a sunset over a mountain lake."

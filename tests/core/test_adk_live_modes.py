@@ -22,7 +22,7 @@ pytest.importorskip("google.adk")
 
 from nemo_notebook import NemoClient, Question, StreamFailedError, TextDelta, Timing
 
-HERE = Path(__file__).parent / "fixtures" / "adk"
+HERE = Path(__file__).parents[1] / "fixtures" / "adk"
 _spec = importlib.util.spec_from_file_location("adk_capture", HERE / "capture.py")
 assert _spec is not None and _spec.loader is not None
 capture = importlib.util.module_from_spec(_spec)
