@@ -19,8 +19,8 @@ CORE = {
     "_tool_calls", "_turns", "_version",
 }  # fmt: skip
 NOTEBOOK = {
-    "_commands", "_display", "_magics", "_media_views", "_panel", "_transcript", "_workflows",
-    "_workspace",
+    "_commands", "_display", "_magics", "_markdown", "_media_views", "_panel", "_transcript",
+    "_workflows", "_workspace",
 }  # fmt: skip
 EMULATOR_MAY_IMPORT = {"_draft", "_protocol", "_private_files"}
 
