@@ -29,6 +29,7 @@ __all__ = [
     "CellArgs",
     "Command",
     "ConnectArgs",
+    "CreditsArgs",
     "ExportArgs",
     "SessionArgs",
     "UploadArgs",
@@ -47,11 +48,19 @@ DEFAULT_SESSION = "main"
 
 @dataclass(frozen=True)
 class ConnectArgs:
-    """``%nemo connect [URL | --local]``."""
+    """``%nemo connect [URL | --local] [--new]``; ``new`` starts over on the same backend."""
 
     url: str | None = None
     local: bool = False
     session: str = DEFAULT_SESSION
+    new: bool = False
+
+
+@dataclass(frozen=True)
+class CreditsArgs:
+    """``%nemo credits [--add N]``: ``add`` tops up the local emulator's balance."""
+
+    add: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,13 +152,34 @@ def _no_positional(command: str, positional: list[str]) -> None:
 
 
 def _parse_connect(command: str, rest: list[str]) -> ConnectArgs:
-    options, positional = _options(rest, flags=("local",), valued=("session",))
+    options, positional = _options(rest, flags=("local", "new"), valued=("session",))
     if len(positional) > 1 or (positional and options.get("local")):
         raise UsageError(f"Give either a URL or --local.\n{USAGE}")
     url = positional[0] if positional else None
     if url is not None and not url.startswith(("http://", "https://")):
         raise UsageError(f"The server URL must start with http:// or https://: {url!r}.")
-    return ConnectArgs(url=url, local=bool(options.get("local")), session=_session_name(options))
+    return ConnectArgs(
+        url=url,
+        local=bool(options.get("local")),
+        session=_session_name(options),
+        new=bool(options.get("new")),
+    )
+
+
+def _parse_credits(command: str, rest: list[str]) -> CreditsArgs:
+    options, positional = _options(rest, valued=("add",))
+    _no_positional(command, positional)
+    if "add" not in options:
+        return CreditsArgs()
+    try:
+        amount = int(str(options["add"]).replace("_", ""))
+    except ValueError:
+        amount = 0
+    if not 0 < amount <= 1_000_000:
+        raise UsageError(
+            f"--add takes a whole number of credits, 1 to 1000000: {options['add']!r}."
+        )
+    return CreditsArgs(add=amount)
 
 
 def _parse_session_only(command: str, rest: list[str]) -> SessionArgs:
@@ -228,15 +258,18 @@ class Command:
 
 
 def _connect(ws: Workspace, args: ConnectArgs) -> None:
-    ws.connect(args.url, local=args.local, session=args.session)
+    ws.connect(args.url, local=args.local, session=args.session, new=args.new)
 
 
 def _status(ws: Workspace, args: SessionArgs) -> Any:
     return ws.status(args)  # the tracks DataFrame shows in the cell
 
 
-def _credits(ws: Workspace, _args: None) -> None:
-    ws.credits()
+def _credits(ws: Workspace, args: CreditsArgs) -> None:
+    if args.add is not None:
+        ws.add_local_credits(args.add)
+    else:
+        ws.credits()
 
 
 def _upload(ws: Workspace, args: UploadArgs) -> None:
@@ -269,9 +302,9 @@ def _help(ws: Workspace, _args: None) -> None:
 
 _SESSION = "[--session NAME]"
 COMMANDS: tuple[Command, ...] = (
-    Command(("connect",), f"[URL | --local] {_SESSION}", _parse_connect, _connect),
+    Command(("connect",), f"[URL | --local] [--new] {_SESSION}", _parse_connect, _connect),
     Command(("status", "tracks"), _SESSION, _parse_session_only, _status),
-    Command(("credits",), "", _parse_bare, _credits),
+    Command(("credits",), "[--add N]", _parse_credits, _credits, note="--add: the local emulator"),
     Command(
         ("upload",),
         f"PATH|URL [PATH|URL ...] {_SESSION}",

@@ -70,15 +70,15 @@ class NemoMagics(Magics):
             if cell is None:
                 return self.run_line(line)
             return self.run_cell(line, cell)
-        except NemoError as exc:
+        except UsageError:
+            raise
+        except (NemoError, OSError, KeyboardInterrupt) as exc:  # what a person can act on
             if self.full_tracebacks:
                 _show_redacted(exc, self.shell)
             else:
                 _show_briefly(exc)
             raise
-        except UsageError:
-            raise
-        except BaseException as exc:  # a bug, an interrupt: IPython's traceback, redacted
+        except BaseException as exc:  # a bug: IPython's own traceback, redacted
             _show_redacted(exc, self.shell)
             raise
 
@@ -104,12 +104,23 @@ class NemoMagics(Magics):
         return None
 
 
-def _show_briefly(error: NemoError) -> None:
-    """Let IPython show ``error`` as its name and message: the message says what to do, and the
-    package's internal frames would only bury it. The exception still propagates (nbval and
-    papermill stop on it) and ``%debug`` still has its traceback."""
-    brief = [f"\x1b[0;31m{type(error).__name__}\x1b[0m: {error}"]
-    error._render_traceback_ = lambda: brief  # type: ignore[attr-defined]  # IPython's hook
+def _show_briefly(error: BaseException) -> None:
+    """Let IPython show ``error`` as one line, its name and message: the message says what to
+    do, and the package's internal frames would only bury it. An interrupt is one word (the
+    command already said what was stopped). The exception still propagates (the cell ends as
+    failed or interrupted, so nbval, papermill and Run All stop) and ``%debug`` has it."""
+    name = "Interrupted" if isinstance(error, KeyboardInterrupt) else type(error).__name__
+    said = "" if isinstance(error, KeyboardInterrupt) else redact(_message_of(error))
+    brief = [f"\x1b[0;31m{name}\x1b[0m" + (f": {said}" if said else "")]
+    with contextlib.suppress(AttributeError, TypeError):  # some exceptions take no attributes
+        error._render_traceback_ = lambda: brief  # type: ignore[attr-defined]  # IPython's hook
+
+
+def _message_of(error: BaseException) -> str:
+    """An error's own words; for a file error, its reason and the file it names."""
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.strerror}: {error.filename}"
+    return str(error)
 
 
 def _show_redacted(error: BaseException, shell: Any) -> None:

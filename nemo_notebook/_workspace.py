@@ -24,6 +24,7 @@ from nemo_notebook._commands import (
     SessionArgs,
     UploadArgs,
 )
+from nemo_notebook._config import resolve_settings
 from nemo_notebook._display import (
     MAX_TABLE_ROWS,
     ChangesView,
@@ -35,7 +36,7 @@ from nemo_notebook._display import (
     option_lines,
 )
 from nemo_notebook._draft import CAPTION_SEGMENTS, Draft
-from nemo_notebook._errors import NotebookError
+from nemo_notebook._errors import InsufficientCreditsError, NotebookError
 from nemo_notebook._events import Question
 from nemo_notebook._intents import Intent, route
 from nemo_notebook._media_views import (
@@ -52,6 +53,7 @@ from nemo_notebook._workflows import (
     claim_link,
     current_draft,
     export_format,
+    is_this_machine,
     make_client,
     new_images,
     render_and_save,
@@ -68,7 +70,11 @@ if TYPE_CHECKING:
     from nemo_notebook.emulator import EmulatorHandle
 
 __all__ = [
+    "EXPORT_STOPPED_MESSAGE",
     "EXTRAS_STOPPED_MESSAGE",
+    "LOCAL_CREDITS_MESSAGE",
+    "LOCAL_EMULATOR_CREDITS",
+    "NOT_CONNECTED_MESSAGE",
     "STOPPED_MESSAGE",
     "DefaultSettings",
     "NotebookSettings",
@@ -78,6 +84,18 @@ __all__ = [
 STOPPED_MESSAGE = (
     "Stopped. Nothing was re-sent; the server may still finish this turn. "
     "Run `%nemo status` to see what it did.\n"
+)
+LOCAL_CREDITS_MESSAGE = (
+    "The local emulator's balance ran out. Top it up with `%nemo credits --add 1000`: it is a "
+    "stand-in on this machine, so nothing is charged."
+)
+NOT_CONNECTED_MESSAGE = (
+    "Not connected yet. Run `%nemo connect --local` to work offline with the embedded "
+    "emulator, or `%nemo connect` for NemoVideo's cloud (set NEMO_TOKEN to use your account)."
+)
+EXPORT_STOPPED_MESSAGE = (
+    "Stopped waiting for the render; the server may still finish it (export costs no "
+    "credits). Run `%nemo export` again for a new one.\n"
 )
 EXTRAS_STOPPED_MESSAGE = (
     "Stopped showing the result; the turn itself finished. Run `%nemo status` to see the "
@@ -110,10 +128,15 @@ class DefaultSettings:
     max_image_pixels: int = MAX_IMAGE_PIXELS
 
 
+#: What a person's account on the embedded emulator starts with: a working session of
+#: generations and edits at the cloud's costs (``%nemo credits --add N`` tops it up).
+LOCAL_EMULATOR_CREDITS = 5000
+
+
 def _default_emulator_starter() -> EmulatorHandle:
     from nemo_notebook.emulator import start
 
-    return start()
+    return start(initial_credits=LOCAL_EMULATOR_CREDITS)
 
 
 class Workspace:
@@ -155,42 +178,92 @@ class Workspace:
     # -- connection ------------------------------------------------------------------------
 
     def connect(
-        self, url: str | None = None, *, local: bool = False, session: str = DEFAULT_SESSION
+        self,
+        url: str | None = None,
+        *,
+        local: bool = False,
+        session: str = DEFAULT_SESSION,
+        new: bool = False,
     ) -> NemoClient:
-        """Connect (again) from the environment, to ``url`` or to a local emulator, and open
-        the named session, so a bad URL or token fails here and leaves nothing half-connected.
-        """
+        """Connect from the environment, to ``url`` or to a local emulator, and open the named
+        session. The new connection is made in full (client, emulator, session) before the
+        current one is closed, so a failure leaves the current connection and its sessions as
+        they were. Connecting again to the backend in use keeps the named sessions, unless
+        ``new``."""
+        if not new and self.client is not None and self._is_current(url, local):
+            self.output.write(
+                f"Still connected to {self.backend_label()}; the sessions are kept "
+                "(`--new` starts over).\n"
+            )
+            self.session(session)
+            return self.client
+        client, emulator, opened = self._new_connection(url, local, session)
         self.close()
-        try:
-            if local:
-                self.emulator = self.emulator_starter()
-                client = self._make_client(api_url=self.emulator.url, env=self._local_env())
-                message = f"Started the local emulator; connected to {self.emulator.url}.\n"
-            else:
-                client = self._make_client(api_url=url, env=self.env)
-                message = f"Connected to {client.api_url}{_token_note(client)}.\n"
-            self.client = client
-            opened = self._open_session(client, session)
-        except BaseException:
-            self.close()
-            raise
-        self.output.write(message)
+        self.client, self.emulator = client, emulator
+        self.sessions[session] = opened
+        if emulator is not None:
+            self.output.write(f"Started the local emulator; connected to {emulator.url}.\n")
+        else:
+            self.output.write(f"Connected to {client.api_url}{_token_note(client)}.\n")
         self._show_claim_link(opened)
         return client
 
-    def ensure_client(self) -> NemoClient:
-        """The client, connecting lazily with the defaults."""
+    def _new_connection(
+        self, url: str | None, local: bool, session: str
+    ) -> tuple[NemoClient, EmulatorHandle | None, Session]:
+        """A client (and emulator) with the named session open; nothing of it is left over
+        when a step fails."""
+        emulator: EmulatorHandle | None = None
+        client: NemoClient | None = None
+        try:
+            if local:
+                emulator = self.emulator_starter()
+                client = self._make_client(api_url=emulator.url, env=self._local_env())
+            else:
+                client = self._make_client(api_url=url, env=self.env)
+            opened = client.create_session(language=self.settings.language)
+        except BaseException:
+            if client is not None:
+                client.close()
+            if emulator is not None:
+                emulator.stop()
+            raise
+        return client, emulator, opened
+
+    def _is_current(self, url: str | None, local: bool) -> bool:
+        """``%nemo connect`` names the backend this workspace is connected to."""
+        if local or self.emulator is not None:
+            return local and self.emulator is not None and self.emulator.running
+        assert self.client is not None
+        wanted = url or _environment_api_url(self.env)
+        return wanted.rstrip("/") == self.client.api_url
+
+    def backend_label(self) -> str:
+        """Which backend this notebook talks to, in words (every cell's output names it)."""
+        if self.emulator is not None:
+            return f"the local emulator ({self.emulator.url})"
         if self.client is None:
-            return self.connect()
-        return self.client
+            return "no backend"
+        if is_this_machine(self.client.api_url):
+            return f"a server on this machine ({self.client.api_url})"
+        return f"NemoVideo ({self.client.api_url})"
+
+    def ensure_client(self) -> NemoClient:
+        """The client. Connecting lazily happens only when the environment names the backend
+        (``NEMO_TOKEN`` or ``NEMO_API_URL``): nothing goes to the cloud unasked."""
+        if self.client is not None:
+            return self.client
+        environment = self.env if self.env is not None else os.environ
+        if not (environment.get("NEMO_TOKEN") or environment.get("NEMO_API_URL")):
+            raise NotebookError(NOT_CONNECTED_MESSAGE)
+        return self.connect()
 
     def session(self, name: str = DEFAULT_SESSION) -> Session:
         """The named session, created on first use (connecting lazily if needed) and shown
         with its claim link; a lost session replaced by the client is told in this output."""
-        if self.client is None:
-            self.connect(session=name)
+        client = self.ensure_client()
         if name not in self.sessions:
-            self._show_claim_link(self._open_session(self.ensure_client(), name))
+            self._show_claim_link(self._open_session(client, name))
         session = self.sessions[name]
         session.on_replaced = self._say_replaced  # whoever uses the session hears of it
         return session
@@ -249,12 +322,17 @@ class Workspace:
         text, answering = answer_for(text, session.pending_question)
         if answering and not args.quiet:
             self.output.write(answering + "\n")
-        if not args.stream or args.quiet:
-            reply = session.send(text)
-            if not args.quiet:
-                self._write_said(reply)
-        else:
-            reply = self._stream_turn(session, text)
+        try:
+            if not args.stream or args.quiet:
+                reply = session.send(text)
+                if not args.quiet:
+                    self._write_said(reply)
+            else:
+                reply = self._stream_turn(session, text)
+        except InsufficientCreditsError as exc:
+            if self.emulator is None:
+                raise
+            raise InsufficientCreditsError(LOCAL_CREDITS_MESSAGE, code=2001) from exc
         if not args.quiet:
             try:
                 self.show_reply_extras(reply, args.session)
@@ -355,6 +433,21 @@ class Workspace:
         frame.attrs["caption"] = summary
         return frame
 
+    def add_local_credits(self, amount: int) -> int:
+        """Top up this person's balance on the local emulator; returns the new balance."""
+        if self.emulator is None:
+            raise NotebookError(
+                "`%nemo credits --add` tops up the local emulator only; run "
+                "`%nemo connect --local` first. Cloud credits come from your NemoVideo account."
+            )
+        client = self.ensure_client()
+        client.credits()  # the account id is known once a call has been made
+        if client.user_id is None:
+            raise NotebookError("The local emulator did not say which account this is.")
+        available = self.emulator.add_credits(client.user_id, amount)
+        self.output.write(f"Added {amount} credits on the local emulator: {available} available.\n")
+        return available
+
     def credits(self) -> Credits:
         """Print and return the credit balance."""
         balance = self.ensure_client().credits()
@@ -387,9 +480,11 @@ class Workspace:
                     Path(args.out) if args.out else self.export_names.next_path(args.session, fmt)
                 ),
             )
-        except BaseException:
+        except BaseException as exc:
             if progress.writes:
                 self.output.write("\n")
+            if isinstance(exc, KeyboardInterrupt):
+                self.output.write(EXPORT_STOPPED_MESSAGE)
             raise
         progress.finish()
         self.output.write(f"Saved {_shown_path(path, self.base_dir)}\n")
@@ -476,6 +571,10 @@ class Workspace:
             max_table_rows=self.settings.max_table_rows,
             max_image_pixels=self.settings.max_image_pixels,
         )
+
+
+def _environment_api_url(env: Mapping[str, str] | None) -> str:
+    return resolve_settings(env=env).api_url
 
 
 def _token_note(client: NemoClient) -> str:

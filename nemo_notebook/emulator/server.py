@@ -133,6 +133,10 @@ class EmulatorHandle:
         """Set a user's available credits."""
         self.store.set_available(user_id, available)
 
+    def add_credits(self, user_id: str, amount: int) -> int:
+        """Top up a user's available credits by ``amount``; returns the new available balance."""
+        return self.store.add_available(user_id, amount).available
+
     def ledger(self, user_id: str) -> list[dict[str, Any]]:
         """Every credit movement of a user."""
         return self.store.ledger(user_id)

@@ -39,6 +39,7 @@ from nemo_notebook._commands import (
     USAGE,
     CellArgs,
     ConnectArgs,
+    CreditsArgs,
     ExportArgs,
     SessionArgs,
     UploadArgs,
@@ -50,6 +51,7 @@ from nemo_notebook._display import ChangesView, LinkView, NoteView, TracksTable
 from nemo_notebook._errors import (
     AuthError,
     BadRequestError,
+    InsufficientCreditsError,
     NemoError,
     NotebookError,
     NothingToExportError,
@@ -58,7 +60,7 @@ from nemo_notebook._errors import (
 from nemo_notebook._events import Question
 from nemo_notebook._magics import NemoMagics
 from nemo_notebook._media_views import ImageView, VideoView
-from nemo_notebook._workspace import DefaultSettings, Workspace
+from nemo_notebook._workspace import LOCAL_EMULATOR_CREDITS, DefaultSettings, Workspace
 
 TOKEN_PATTERN = re.compile(r"nmv_usr_")
 CITY = "generate a realistic image of a futuristic city at night"
@@ -168,7 +170,9 @@ def magics_of(ip: InteractiveShell) -> NemoMagics:
         ("export --embed --session x", ("export", ExportArgs(embed=True, session="x"))),
         ("export --format png", ("export", ExportArgs(format="png"))),
         ("export --format=.WebM", ("export", ExportArgs(format="webm"))),
-        ("credits", ("credits", None)),
+        ("credits", ("credits", CreditsArgs())),
+        ("credits --add 1_000", ("credits", CreditsArgs(add=1000))),
+        ("connect --local --new", ("connect", ConnectArgs(local=True, new=True))),
         ("sessions", ("sessions", None)),
         ("", ("help", None)),
         ("--help", ("help", None)),
@@ -640,16 +644,79 @@ def test_connect_local_starts_an_emulator(shell: InteractiveShell) -> None:
     assert result is None and handle is not None
     assert cap.stdout.startswith(f"Started the local emulator; connected to {handle.url}.")
     assert_claim_link(cap, "issued by the local emulator, so it opens no real NemoVideo project")
-    _, cap = line(shell, "credits")
-    assert cap.stdout.startswith("Credits: 100 available")
+    _, cap = line(shell, "credits")  # a working session's worth, not the cloud's 100
+    assert cap.stdout.startswith(f"Credits: {LOCAL_EMULATOR_CREDITS} available")
     server, _ = line(shell, "emulator")  # its handle: faults and credits for the notebook
     assert server is handle
     server.set_credits(workspace.client.user_id, 7)
     _, cap = line(shell, "credits")
     assert cap.stdout.startswith("Credits: 7 available")
+    _, cap = line(shell, "credits --add 500")
+    assert cap.stdout == "Added 500 credits on the local emulator: 507 available.\n"
+    # out of credits on the local emulator: how to top up, not how to register
+    server.set_credits(workspace.client.user_id, 0)
+    with pytest.raises(InsufficientCreditsError, match=r"%nemo credits --add"):
+        cell(shell, "", CITY)
     shell.run_line_magic("unload_ext", "nemo_notebook")
     assert workspace.emulator is None
     shell.run_line_magic("load_ext", "nemo_notebook")
+
+
+def test_reconnecting_keeps_the_sessions_and_new_starts_over(shell: InteractiveShell) -> None:
+    line(shell, "connect --local")
+    workspace = magics_of(shell).workspace
+    handle, session = workspace.emulator, workspace.sessions["main"]
+    _, cap = line(shell, "connect --local")
+    assert cap.stdout.startswith("Still connected to the local emulator")
+    assert workspace.emulator is handle and workspace.sessions["main"] is session
+    _, cap = line(shell, "connect --local --new")
+    assert workspace.emulator is not handle and not handle.running
+    assert workspace.sessions["main"] is not session
+    assert cap.stdout.startswith("Started the local emulator")
+
+
+def test_a_failed_connect_keeps_the_working_connection(shell: InteractiveShell) -> None:
+    line(shell, "connect --local")
+    workspace = magics_of(shell).workspace
+    handle, client, session = workspace.emulator, workspace.client, workspace.sessions["main"]
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with pytest.raises(TransportError):
+        line(shell, f"connect {dead}")
+    assert workspace.client is client and workspace.emulator is handle and handle.running
+    assert workspace.sessions["main"] is session
+    _, cap = line(shell, "credits")  # still the local emulator, never the cloud
+    assert cap.stdout.startswith("Credits: ")
+    assert [r for r in handle.requests("GET", "/api/credits/balance/simple")]
+
+
+def test_nothing_goes_to_the_cloud_unasked(shell: InteractiveShell) -> None:
+    with capture_output() as cap:
+        result = shell.run_cell("%%nemo\nhello")
+    assert isinstance(result.error_in_exec, NotebookError)
+    assert "%nemo connect --local" in cap.stdout and "Traceback" not in cap.stdout
+    assert magics_of(shell).workspace.client is None
+
+
+def test_file_errors_and_interrupts_are_one_line(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    line(shell, "connect --local")
+    with capture_output() as cap:
+        result = shell.run_cell("%nemo upload /no/such/photo.png")
+    assert isinstance(result.error_in_exec, FileNotFoundError)
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", cap.stdout).strip()
+    assert shown == "FileNotFoundError: No such file to upload: /no/such/photo.png"
+
+    def interrupted(*_args: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Workspace, "chat", interrupted)
+    with capture_output() as cap:
+        result = shell.run_cell("%%nemo\nhello")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)  # Run All stops here
+    assert re.sub(r"\x1b\[[0-9;]*m", "", cap.stdout).strip() == "Interrupted"
 
 
 # --------------------------------------------------------------------------- scripted backend

@@ -96,6 +96,19 @@ class CreditLedger(Database):
             self._ledger(db, user_id, "adjust", available - before, note="set by admin")
         return self.balance(user_id)
 
+    def add_available(self, user_id: str, amount: int, note: str = "top-up") -> Balance:
+        """Add ``amount`` credits to a user's available balance; the change is a ledger row."""
+        if amount <= 0:
+            raise ValueError("amount must be > 0")
+        with self._transaction() as db:
+            self._ensure_user(db, user_id, "registered", self.clock())
+            db.execute(
+                "UPDATE accounts SET available = available + ? WHERE user_id = ?",
+                (amount, user_id),
+            )
+            self._ledger(db, user_id, "grant", amount, note=note)
+        return self.balance(user_id)
+
     def ledger(self, user_id: str) -> list[dict[str, Any]]:
         """Every credit movement of a user, oldest first."""
         rows = self._query(
