@@ -80,13 +80,14 @@ class UploadArgs:
 
 @dataclass(frozen=True)
 class ExportArgs:
-    """``%nemo export [--out FILE] [--format FMT] [--embed | --link]``; ``embed`` None means by
-    size; ``format`` goes to the server as is (``mp4``, ``png`` for a still, ...)."""
+    """``%nemo export [--out FILE] [--format FMT] [--embed | --link] [--again]``; ``embed``
+    None means by size; ``format`` goes to the server as is (``mp4``, ``png`` for a still)."""
 
     out: str | None = None
     embed: bool | None = None
     session: str = DEFAULT_SESSION
     format: str = "mp4"
+    again: bool = False  # render even when the draft did not change since the last export
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def _parse_upload(command: str, rest: list[str]) -> UploadArgs:
 
 def _parse_export(command: str, rest: list[str]) -> ExportArgs:
     options, positional = _options(
-        rest, flags=("embed", "link"), valued=("out", "session", "format")
+        rest, flags=("embed", "link", "again"), valued=("out", "session", "format")
     )
     _no_positional(command, positional)
     if options.get("embed") and options.get("link"):
@@ -216,6 +217,7 @@ def _parse_export(command: str, rest: list[str]) -> ExportArgs:
         embed=embed,
         session=_session_name(options),
         format=export_format(fmt),
+        again=bool(options.get("again")),
     )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nemo_notebook._draft import CAPTION_SEGMENTS
+from nemo_notebook._draft import CAPTION_SEGMENTS, DATAFRAME_COLUMNS, Draft
 from nemo_notebook._events import (
     Question,
     Recovering,
@@ -267,29 +267,40 @@ def percent_of(fraction: float) -> int:
 
 
 class TracksTable:
-    """The timeline as a table: the one-line summary as caption over the tracks DataFrame.
+    """The timeline as a table: the one-line summary as caption over one row per segment.
 
-    At most ``max_rows`` rows are shown (``None``: all); a note counts the rest.
+    Shown for people: seconds as numbers, volume as a percentage, a source as its short file
+    name linked to (and showing on hover) the full URL, empty cells empty, no index. At most
+    ``max_rows`` rows are shown (``None``: all); a note counts the rest. :attr:`dataframe` is
+    the same timeline as a pandas DataFrame, for code.
     """
 
-    def __init__(self, draft: Any, max_rows: int | None = MAX_TABLE_ROWS) -> None:
+    def __init__(self, draft: Draft, max_rows: int | None = MAX_TABLE_ROWS) -> None:
+        self.draft = draft
         self.summary: str = draft.summary(max_segments=CAPTION_SEGMENTS)
-        self.dataframe: Any = draft.to_dataframe()
+        self.rows = draft.rows()
         self.max_rows = max_rows
 
     def __repr__(self) -> str:
         return f"TracksTable({self.summary!r})"
 
     @property
+    def dataframe(self) -> Any:
+        """The timeline as a ``pandas.DataFrame`` (columns :data:`DATAFRAME_COLUMNS`)."""
+        frame = self.draft.to_dataframe()
+        frame.attrs["caption"] = self.summary
+        return frame
+
+    @property
     def hidden_rows(self) -> int:
         """Rows past ``max_rows``, not shown."""
         if self.max_rows is None:
             return 0
-        return max(len(self.dataframe) - max(self.max_rows, 0), 0)
+        return max(len(self.rows) - max(self.max_rows, 0), 0)
 
-    def _shown(self) -> Any:
+    def _shown(self) -> list[dict[str, Any]]:
         hidden = self.hidden_rows
-        return self.dataframe.head(len(self.dataframe) - hidden) if hidden else self.dataframe
+        return self.rows[: len(self.rows) - hidden] if hidden else self.rows
 
     def _more_rows(self) -> str:
         hidden = self.hidden_rows
@@ -297,23 +308,75 @@ class TracksTable:
 
     def to_html(self) -> str:
         """Escaped HTML table with the summary as its caption."""
-        table = self._shown().to_html(escape=True, index=False, border=0, na_rep="")
-        caption = f"<caption>{html.escape(self.summary)}</caption>"
-        opening_end = table.index(">") + 1
+        head = "".join(f"<th>{name}</th>" for name in DATAFRAME_COLUMNS)
+        body = "".join(
+            "<tr>" + "".join(_cell_html(name, row[name]) for name in DATAFRAME_COLUMNS) + "</tr>"
+            for row in self._shown()
+        )
         more = self._more_rows()
         note = f"<div class='nemo-more-rows'>{more}</div>" if more else ""
-        return table[:opening_end] + caption + table[opening_end:] + note
+        return (
+            "<table class='nemo-tracks'>"
+            f"<caption>{html.escape(self.summary)}</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
+        )
 
     def to_text(self) -> str:
-        """The summary line, then the table as plain text."""
-        if self.dataframe.empty:
+        """The summary line, then the table as aligned plain text."""
+        if not self.rows:
             return self.summary
+        lines = [list(DATAFRAME_COLUMNS)]
+        lines += [
+            [_cell_text(name, row[name]) for name in DATAFRAME_COLUMNS] for row in self._shown()
+        ]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(DATAFRAME_COLUMNS))]
+        table = "\n".join(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+            for line in lines
+        )
         more = self._more_rows()
-        table = self._shown().to_string(index=False, na_rep="")
         return self.summary + "\n" + table + (f"\n{more}" if more else "")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/plain": self.to_text(), "text/html": self.to_html()}
+
+
+def _cell_text(column: str, value: Any) -> str:
+    """How a table cell reads: seconds without a trailing ``.0``, volume in percent, a source
+    by its file name; nothing for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if column in ("start_s", "end_s", "duration_s"):
+        return f"{value:g}"
+    if column == "volume":
+        return f"{percent_of(value)}%"
+    if column == "source":
+        return _short_source(str(value))
+    return _one_line(str(value))
+
+
+def _cell_html(column: str, value: Any) -> str:
+    shown = html.escape(_cell_text(column, value))
+    if column == "source" and shown:
+        url = str(value)
+        title = html.escape(url, quote=True)
+        if url.lower().startswith(("http://", "https://")):
+            link = f'<a href="{title}" title="{title}" target="_blank" rel="noopener">{shown}</a>'
+            return f"<td>{link}</td>"
+        return f'<td title="{title}">{shown}</td>'
+    return f"<td>{shown}</td>"
+
+
+def _short_source(url: str, limit: int = 32) -> str:
+    """The file name a source URL ends in (``img_c514….png``), unquoted and shortened."""
+    path = urllib.parse.urlsplit(url).path if "://" in url else url
+    name = urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1]) or url
+    return _one_line(name, limit)
+
+
+def _one_line(text: str, limit: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ and show the result their own way.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -31,6 +33,7 @@ __all__ = [
     "CLAIM_LABEL",
     "STREAMED_TIMELINE_NOTE",
     "ExportNames",
+    "LastExports",
     "answer_for",
     "claim_link",
     "claim_note",
@@ -252,3 +255,26 @@ def render_and_save(
     job = session.export(format=fmt)
     job = job.wait(on_progress=on_progress)
     return job.download(path_for(fmt))
+
+
+class LastExports:
+    """The file each session's last export of a format made, with the draft it showed, so an
+    unchanged draft is not rendered again (export costs no credits, but it costs time)."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, str], tuple[str, Path]] = {}
+
+    def reusable(self, session: Session, fmt: str, draft: Draft) -> Path | None:
+        """The file made from this very draft, if it is still there."""
+        made = self._made.get((session.id, fmt))
+        if made is None or made[0] != _fingerprint(draft) or not made[1].is_file():
+            return None
+        return made[1]
+
+    def remember(self, session: Session, fmt: str, draft: Draft, path: Path) -> None:
+        self._made[(session.id, fmt)] = (_fingerprint(draft), path)
+
+
+def _fingerprint(draft: Draft) -> str:
+    text = json.dumps(draft.raw, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -35,7 +35,7 @@ from nemo_notebook._display import (
     TracksTable,
     option_lines,
 )
-from nemo_notebook._draft import CAPTION_SEGMENTS, Draft
+from nemo_notebook._draft import Draft
 from nemo_notebook._errors import InsufficientCreditsError, NotebookError
 from nemo_notebook._events import Question
 from nemo_notebook._intents import Intent, route
@@ -49,6 +49,7 @@ from nemo_notebook._media_views import (
 from nemo_notebook._models import Credits, Reply, UploadedFile
 from nemo_notebook._workflows import (
     ExportNames,
+    LastExports,
     answer_for,
     claim_link,
     current_draft,
@@ -64,8 +65,6 @@ from nemo_notebook._workflows import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from nemo_notebook._panel import Panel
     from nemo_notebook.emulator import EmulatorHandle
 
@@ -169,6 +168,8 @@ class Workspace:
         self.emulator: EmulatorHandle | None = None
         self.sessions: dict[str, Session] = {}
         self.export_names = ExportNames(lambda: self.base_dir)
+        self.last_exports = LastExports()
+        self._embedded: set[Path] = set()  # videos already embedded in this notebook
 
     @property
     def base_dir(self) -> Path:
@@ -422,16 +423,12 @@ class Workspace:
 
     # -- line commands ---------------------------------------------------------------------
 
-    def status(self, args: SessionArgs) -> pd.DataFrame:
-        """Print the track summary and return the tracks DataFrame (summary in attrs)."""
+    def status(self, args: SessionArgs) -> TracksTable:
+        """The timeline as a table the cell shows (its ``dataframe`` for pandas)."""
         draft, note = current_draft(self.session(args.session))
         if note:
             self.output.display(NoteView(note))
-        summary = draft.summary(max_segments=CAPTION_SEGMENTS)
-        self.output.write(summary + "\n")
-        frame = draft.to_dataframe()
-        frame.attrs["caption"] = summary
-        return frame
+        return self.tracks_table(draft)
 
     def add_local_credits(self, amount: int) -> int:
         """Top up this person's balance on the local emulator; returns the new balance."""
@@ -466,15 +463,36 @@ class Workspace:
 
     def export(self, args: ExportArgs) -> Path:
         """Render in the asked format, download next to the notebook, show the result and the
-        claim link."""
+        claim link. An unchanged draft shows the file its last export made (``--again``
+        renders anew)."""
         session = self.session(args.session)
+        fmt = export_format(args.format)
+        draft, _note = current_draft(session)
+        reused = None if args.again or args.out else self.last_exports.reusable(session, fmt, draft)
+        if reused is not None:
+            path = reused
+            self.output.write(
+                f"The timeline has not changed since {_shown_path(path, self.base_dir)}; "
+                "showing it again (`%nemo export --again` renders anew).\n"
+            )
+        else:
+            path = self._render(session, fmt, args)
+            self.last_exports.remember(session, fmt, draft, path)
+            self.output.write(f"Saved {_shown_path(path, self.base_dir)}\n")
+        view = self.export_view(path, args.embed)
+        if view is not None:
+            self.output.display(view)
+        self._show_claim_link(session)
+        return path
+
+    def _render(self, session: Session, fmt: str, args: ExportArgs) -> Path:
         progress = ProgressLine(
             self.output.write, rate=self.settings.stream_rate, clock=self._clock
         )
         try:
             path = render_and_save(
                 session,
-                export_format(args.format),
+                fmt,
                 on_progress=progress,
                 path_for=lambda fmt: (
                     Path(args.out) if args.out else self.export_names.next_path(args.session, fmt)
@@ -487,11 +505,6 @@ class Workspace:
                 self.output.write(EXPORT_STOPPED_MESSAGE)
             raise
         progress.finish()
-        self.output.write(f"Saved {_shown_path(path, self.base_dir)}\n")
-        view = self.export_view(path, args.embed)
-        if view is not None:
-            self.output.display(view)
-        self._show_claim_link(session)
         return path
 
     def export_view(self, path: Path, embed: bool | None = None) -> ImageView | VideoView | None:
@@ -510,14 +523,19 @@ class Workspace:
         return None
 
     def video_view(self, path: Path, embed: bool | None = None) -> VideoView:
-        """The inline player for a saved video under the current settings."""
-        return VideoView(
+        """The inline player for a saved video under the current settings. A video is
+        embedded in the notebook once at most: shown again, it is linked."""
+        resolved = path.resolve()
+        view = VideoView(
             path,
             embed_limit_bytes=int(self.settings.embed_limit_mb * 1_000_000),
-            embed=embed,
+            embed=False if resolved in self._embedded else embed,
             poster=extract_poster(path),
             base_dir=self.base_dir,
         )
+        if view.embedded:
+            self._embedded.add(resolved)
+        return view
 
     def _show_claim_link(self, session: Session) -> None:
         link = claim_link(session, local_emulator=self.emulator is not None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import subprocess
 from pathlib import Path
 
@@ -243,6 +244,29 @@ def test_tracks_table_has_summary_caption_and_escapes() -> None:
     assert bundle["text/html"].count("<caption>") == 1
     assert bundle["text/plain"].startswith("Timeline (3 tracks): 1. Video: city")
     assert table.summary in bundle["text/plain"]
+
+
+def test_tracks_table_reads_for_people_not_as_a_dataframe() -> None:
+    url = "http://127.0.0.1:9/media/generated/img_c514e6c572a455c8.png?sig=abcdefghijk"
+    draft = Draft.from_dict(
+        {
+            "t": [
+                {"tt": 0, "sg": [{"st": 0, "d": 5000, "n": "city", "src": url}]},
+                {"tt": 1, "n": "Lo-fi", "sg": [{"st": 0, "d": 5000, "v": 0.35}]},
+            ]
+        }
+    )
+    table = TracksTable(draft)
+    html_text, text = table.to_html(), table.to_text()
+    assert "NaN" not in html_text and "NaN" not in text and "None" not in text
+    assert "<td>35%</td>" in html_text and "0.35" not in html_text
+    assert "<td>5</td>" in html_text  # seconds without a trailing .0
+    short = "img_c514e6c572a455c8.png"
+    assert f">{short}</a>" in html_text and f'title="{html.escape(url, quote=True)}"' in html_text
+    assert "?sig=" not in text and short in text  # the full URL only on hover
+    assert "<th>" in html_text and "<th></th>" not in html_text  # no index column
+    frame = table.dataframe  # the same rows for code
+    assert frame["volume"].tolist()[1] == pytest.approx(0.35) and frame["source"][0] == url
 
 
 def test_tracks_table_of_an_empty_draft() -> None:

@@ -170,6 +170,7 @@ def magics_of(ip: InteractiveShell) -> NemoMagics:
         ("export --embed --session x", ("export", ExportArgs(embed=True, session="x"))),
         ("export --format png", ("export", ExportArgs(format="png"))),
         ("export --format=.WebM", ("export", ExportArgs(format="webm"))),
+        ("export --again", ("export", ExportArgs(again=True))),
         ("credits", ("credits", CreditsArgs())),
         ("credits --add 1_000", ("credits", CreditsArgs(add=1000))),
         ("connect --local --new", ("connect", ConnectArgs(local=True, new=True))),
@@ -347,13 +348,14 @@ def test_no_stream_and_quiet(connected: InteractiveShell) -> None:
 
 def test_status_tracks_and_router_paths(connected: InteractiveShell) -> None:
     cell(connected, "", CITY)
-    frame, cap = line(connected, "tracks")
-    summary = frame.attrs["caption"]
-    assert summary.startswith("Timeline (")
-    assert cap.stdout == summary + "\n"
+    table, cap = line(connected, "tracks")  # the cell shows the table ...
+    summary = table.summary
+    assert summary.startswith("Timeline (") and cap.stdout == ""
+    frame = table.dataframe  # ... and code gets the DataFrame
     assert list(frame.columns[:3]) == ["track", "type", "label"]
+    assert frame.attrs["caption"] == summary
     routed, cap = cell(connected, "", "show tracks")
-    assert routed.attrs["caption"] == summary
+    assert routed.summary == summary
     assert "_nemo" in connected.user_ns
     _, cap = cell(connected, "", "how many credits do I have?")
     assert re.match(
@@ -392,11 +394,11 @@ def test_silent_edit_shows_the_diff_and_tracks(connected: InteractiveShell) -> N
 def test_backend_text_is_escaped_in_html(connected: InteractiveShell) -> None:
     cell(connected, "", CITY)
     _, cap = cell(connected, "", f"change the title to '{XSS}'")
-    frame, _ = line(connected, "tracks")
-    assert XSS in frame.attrs["caption"]  # kept as text ...
-    html = [*html_outputs(cap), frame._repr_html_()]
+    table, _ = line(connected, "tracks")
+    assert XSS in table.dataframe.attrs["caption"]  # kept as text ...
+    html = [*html_outputs(cap), table.to_html()]
     assert all(XSS not in part for part in html)  # ... never as markup
-    assert "&lt;img src=x onerror=alert(1)&gt;" in frame._repr_html_()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in table.to_html()
 
 
 def test_panel_command_shares_the_session(connected: InteractiveShell) -> None:
@@ -459,6 +461,29 @@ def test_export_plays_inline_with_claim_link(connected: InteractiveShell, tmp_pa
     # the embedding threshold is a setting
     connected.run_line_magic("config", "NemoMagics.embed_limit_mb = 0.001")
     assert not magics_of(connected).workspace.video_view(saved).embedded
+
+
+def test_an_unchanged_draft_is_not_rendered_again_nor_embedded_twice(
+    connected: InteractiveShell, emulator: Any, tmp_path: Path
+) -> None:
+    cell(connected, "", CITY)
+    renders = len(emulator.requests("POST", "/api/render/proxy/lambda"))
+    _, first = line(connected, "export")
+    assert "data:video/mp4;base64," in html_outputs(first)[0]  # embedded, once
+    _, again = line(connected, "export")
+    assert len(emulator.requests("POST", "/api/render/proxy/lambda")) == renders + 1
+    assert again.stdout.startswith("The timeline has not changed since nemo-main-1.mp4")
+    shown = html_outputs(again)[0]
+    assert "base64" not in shown and '<source src="nemo-main-1.mp4"' in shown  # linked now
+    assert not (tmp_path / "nemo-main-2.mp4").exists()
+    _, forced = line(connected, "export --again")
+    assert len(emulator.requests("POST", "/api/render/proxy/lambda")) == renders + 2
+    assert "Saved nemo-main-2.mp4" in forced.stdout
+    cell(connected, "", "add the title 'Night Shift' for 2 seconds")
+    _, edited = line(connected, "export")
+    assert len(emulator.requests("POST", "/api/render/proxy/lambda")) == renders + 3
+    assert "Saved nemo-main-3.mp4" in edited.stdout
+    assert "data:video/mp4;base64," in html_outputs(edited)[0]  # a new video: embedded
 
 
 def test_upload_several_files_and_urls_one_request_each(
