@@ -257,11 +257,17 @@ class Session:
 
     # -- chat
 
-    def stream(self, text: str) -> TurnStream:
-        """Send one message and iterate over the events of the turn (see :class:`TurnStream`)."""
+    def stream(
+        self, text: str, *, on_wait: Callable[[float], None] | None = None
+    ) -> TurnStream:
+        """Send one message and iterate over the events of the turn (see :class:`TurnStream`).
+
+        ``on_wait(elapsed_s)`` is called about every 50 ms while no event arrives, in the
+        iterating thread (a display can show a running clock during a long tool run).
+        """
         if not text or not text.strip():
             raise ValueError("The message is empty; say what the agent should do.")
-        return TurnStream(self, text, self._link)
+        return TurnStream(self, text, self._link, on_wait)
 
     def send(self, text: str, on_event: Callable[[Event], None] | None = None) -> Reply:
         """Run one turn to its end and return the :class:`Reply`.

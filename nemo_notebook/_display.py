@@ -61,25 +61,46 @@ def option_lines(options: Sequence[str]) -> list[str]:
 class Output(Protocol):
     """Where the plain workflow functions put what they show."""
 
+    @property
+    def live(self) -> bool:
+        """Outputs can be updated in place (a kernel's frontend, not a terminal)."""
+
     def write(self, text: str) -> None:
         """Append text to the cell's stdout stream."""
 
-    def display(self, obj: object) -> None:
-        """Show one rich object once (a ``display_data``)."""
+    def display(self, obj: object, *, display_id: str | None = None) -> None:
+        """Show one rich object (a ``display_data``), under ``display_id`` to update it."""
+
+    def update(self, obj: object, *, display_id: str) -> None:
+        """Replace what the output shown under ``display_id`` shows."""
 
 
 class NotebookOutput:
     """The real output: ``sys.stdout`` (looked up on every write) and IPython's ``display``."""
+
+    @property
+    def live(self) -> bool:
+        from IPython import get_ipython
+
+        return getattr(get_ipython(), "kernel", None) is not None
 
     def write(self, text: str) -> None:
         stream = sys.stdout
         stream.write(text)
         stream.flush()
 
-    def display(self, obj: object) -> None:
+    def display(self, obj: object, *, display_id: str | None = None) -> None:
         from IPython.display import display
 
-        display(obj)
+        if display_id is None:
+            display(obj)
+        else:
+            display(obj, display_id=display_id)
+
+    def update(self, obj: object, *, display_id: str) -> None:
+        from IPython.display import update_display
+
+        update_display(obj, display_id=display_id)
 
 
 class StreamSink:

@@ -90,11 +90,18 @@ class TurnStream:
 
     _POLL_S = 0.05
 
-    def __init__(self, session: Session, message: str, link: SessionLink) -> None:
+    def __init__(
+        self,
+        session: Session,
+        message: str,
+        link: SessionLink,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
         self.session = session
         self.message = message
         self.reply: Reply | None = None
         self._link = link
+        self._on_wait = on_wait
         self._connection = session.client.connection
         self._timing = self._connection.timing
         self._clock = self._connection.clock
@@ -301,6 +308,8 @@ class TurnStream:
                 self._wake.wait(self._POLL_S)
                 self._wake.clear()
                 now = clock.monotonic()
+                if self._on_wait is not None:  # the consumer's thread: a display may update
+                    self._on_wait(now - start)
             if now - last_real >= timing.heartbeat_timeout or now - start >= timing.turn_cap:
                 self._timed_out = True
                 return

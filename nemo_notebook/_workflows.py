@@ -45,6 +45,7 @@ __all__ = [
     "new_images",
     "render_and_save",
     "replaced_line",
+    "run_turn",
     "silent_turn",
     "stream_turn",
     "upload_targets",
@@ -177,6 +178,29 @@ def make_client(language: str, **settings: Any) -> NemoClient:
     return NemoClient(language=language, recreate_missing_sessions=True, **settings)
 
 
+def run_turn(
+    session: Session,
+    text: str,
+    on_event: Callable[[object], None],
+    *,
+    on_wait: Callable[[float], None] | None = None,
+    started: Callable[[TurnStream], None] | None = None,
+) -> Reply | None:
+    """Send ``text`` and hand every event of the turn to ``on_event`` (``on_wait`` while the
+    stream is silent). Returns the :class:`Reply`, or ``None`` when the turn was stopped; the
+    caller shows it, then raises what the run reported (``reply.raise_for_error()``).
+    ``started`` gets the stream as soon as it exists (a Stop button closes it); an interrupt
+    propagates."""
+    stream = session.stream(text, on_wait=on_wait)
+    if started is not None:
+        started(stream)
+    with stream:
+        for event in stream:
+            on_event(event)
+    reply = stream.reply
+    return None if reply is None or reply.stopped else reply
+
+
 def stream_turn(
     session: Session,
     text: str,
@@ -187,29 +211,24 @@ def stream_turn(
     started: Callable[[TurnStream], None] | None = None,
     on_event: Callable[[object], None] | None = None,
 ) -> Reply | None:
-    """Send ``text`` and stream the reply into ``write`` (text live, tool calls as status
-    lines, at most ``rate`` writes a second). Returns the :class:`Reply`, or ``None`` when the
-    turn was stopped; raises the error the run reported. ``started`` gets the stream as soon as
-    it exists (a Stop button closes it); an interrupt propagates after the output is flushed."""
+    """:func:`run_turn` written as plain text into ``write`` (text live, tool calls as status
+    lines, at most ``rate`` writes a second), for terminals and plain-text views; raises what
+    the run reported once the text is out."""
     sink = StreamSink(write, rate=rate, clock=clock)
     printer = TurnPrinter(sink)
-    stream = session.stream(text)
-    if started is not None:
-        started(stream)
+
+    def handle(event: object) -> None:
+        if on_event is not None:
+            on_event(event)
+        printer.handle(event)
+
     try:
-        with stream:
-            for event in stream:
-                if on_event is not None:
-                    on_event(event)
-                printer.handle(event)
-        reply = stream.reply
-        if reply is not None and not reply.stopped:
+        reply = run_turn(session, text, handle, on_wait=lambda _s: sink.tick(), started=started)
+        if reply is not None:
             sink.feed(_unshown_tail(reply.text, printer.shown_text))
     finally:
         printer.close()
-    if reply is None or reply.stopped:
-        return None
-    return reply.raise_for_error()
+    return reply.raise_for_error() if reply is not None else None
 
 
 def _unshown_tail(full: str, shown: str) -> str:

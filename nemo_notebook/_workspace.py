@@ -47,6 +47,7 @@ from nemo_notebook._media_views import (
     media_type,
 )
 from nemo_notebook._models import Credits, Reply, UploadedFile
+from nemo_notebook._turn_view import LiveTurn, TurnBlock, TurnParts
 from nemo_notebook._workflows import (
     ExportNames,
     LastExports,
@@ -59,6 +60,7 @@ from nemo_notebook._workflows import (
     new_images,
     render_and_save,
     replaced_line,
+    run_turn,
     silent_turn,
     stream_turn,
     upload_targets,
@@ -343,13 +345,40 @@ class Workspace:
         return reply
 
     def _write_said(self, reply: Reply) -> None:
-        """A reply that was not streamed: its text, and the options of its question."""
+        """A reply that was not streamed: its words, and the options of its question."""
+        if self.output.live:
+            parts = TurnParts()
+            parts.add_text(reply.text)
+            parts.add_options(reply.question.options if reply.question is not None else ())
+            self.output.display(TurnBlock(parts, self.backend_footer()))
+            return
         options = reply.question.options if reply.question is not None else ()
         said = "\n".join([reply.text.strip(), *option_lines(options)]).strip()
         if said:
             self.output.write(said + "\n")
 
     def _stream_turn(self, session: Session, text: str) -> Reply:
+        """The turn streamed into the cell: formatted in a notebook, plain in a terminal."""
+        if not self.output.live:
+            return self._stream_plain(session, text)
+        view = LiveTurn(
+            self.output,
+            rate=self.settings.stream_rate,
+            clock=self._clock,
+            footer=self.backend_footer(),
+        )
+        try:
+            reply = run_turn(session, text, view.handle, on_wait=view.wait)
+        except KeyboardInterrupt:
+            view.finish(None)
+            self.output.write(STOPPED_MESSAGE)
+            raise
+        view.finish(reply)
+        if reply is None:
+            raise NotebookError(STOPPED_MESSAGE.strip())
+        return reply.raise_for_error()
+
+    def _stream_plain(self, session: Session, text: str) -> Reply:
         try:
             reply = stream_turn(
                 session,
@@ -364,6 +393,15 @@ class Workspace:
         if reply is None:
             raise NotebookError(STOPPED_MESSAGE.strip())
         return reply
+
+    def backend_footer(self) -> str:
+        """The short line under a reply that says which backend answered (no address, so a
+        re-run of a notebook shows the same)."""
+        if self.emulator is not None:
+            return "NemoVideo · local emulator"
+        if self.client is not None and is_this_machine(self.client.api_url):
+            return "NemoVideo · a server on this machine"
+        return "NemoVideo"
 
     def show_reply_extras(self, reply: Reply, name: str) -> None:
         """After a turn: the draft diff and tracks for a silent edit, new stills, actions."""

@@ -20,7 +20,7 @@ CORE = {
 }  # fmt: skip
 NOTEBOOK = {
     "_commands", "_display", "_magics", "_markdown", "_media_views", "_panel", "_transcript",
-    "_workflows", "_workspace",
+    "_turn_view", "_workflows", "_workspace",
 }  # fmt: skip
 EMULATOR_MAY_IMPORT = {"_draft", "_protocol", "_private_files"}
 

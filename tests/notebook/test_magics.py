@@ -752,11 +752,14 @@ class RecordingOutput:
     """What the workspace shows; ``interrupt_on_write`` raises KeyboardInterrupt once, from
     that write (numbered from 1), as Ctrl-C during a streamed turn does."""
 
-    def __init__(self, interrupt_on_write: int | None = None) -> None:
+    def __init__(self, interrupt_on_write: int | None = None, *, live: bool = False) -> None:
         self.text = ""
         self.shown: list[object] = []
         self.writes = 0
         self.interrupt_on_write = interrupt_on_write
+        self.live = live  # a kernel's frontend (outputs updated in place), or a terminal
+        self.updates: list[tuple[str, dict[str, str]]] = []  # (display id, mime bundle)
+        self.ids: list[str | None] = []  # the display id of each shown object
 
     def write(self, text: str) -> None:
         self.writes += 1
@@ -764,8 +767,12 @@ class RecordingOutput:
             raise KeyboardInterrupt
         self.text += text
 
-    def display(self, obj: object) -> None:
+    def display(self, obj: object, *, display_id: str | None = None) -> None:
         self.shown.append(obj)
+        self.ids.append(display_id)
+
+    def update(self, obj: object, *, display_id: str) -> None:
+        self.updates.append((display_id, obj._repr_mimebundle_()))  # type: ignore[attr-defined]
 
 
 DRAFT = {

@@ -186,14 +186,19 @@ def _png_bytes(width: int, height: int) -> bytes:
 
 
 class _Recorder:
+    live = False
+
     def __init__(self) -> None:
         self.text, self.shown = "", []
 
     def write(self, text: str) -> None:
         self.text += text
 
-    def display(self, obj: object) -> None:
+    def display(self, obj: object, *, display_id: str | None = None) -> None:
         self.shown.append(obj)
+
+    def update(self, obj: object, *, display_id: str) -> None:
+        raise AssertionError("a terminal output is never updated")
 
 
 def _workspace_on(client: Any, session: Any) -> tuple[Workspace, _Recorder]:
