@@ -329,7 +329,9 @@ class TracksTable:
 
     def to_html(self) -> str:
         """Escaped HTML table with the summary as its caption."""
-        head = "".join(f"<th>{name}</th>" for name in DATAFRAME_COLUMNS)
+        head = "".join(
+            f"<th style='{_COLUMN_STYLE[name]}'>{name}</th>" for name in DATAFRAME_COLUMNS
+        )
         body = "".join(
             "<tr>" + "".join(_cell_html(name, row[name]) for name in DATAFRAME_COLUMNS) + "</tr>"
             for row in self._shown()
@@ -337,7 +339,7 @@ class TracksTable:
         more = self._more_rows()
         note = f"<div class='nemo-more-rows'>{more}</div>" if more else ""
         return (
-            "<table class='nemo-tracks'>"
+            f"<table class='nemo-tracks' style='{_TABLE_STYLE}'>"
             f"<caption>{html.escape(self.summary)}</caption>"
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
         )
@@ -376,16 +378,28 @@ def _cell_text(column: str, value: Any) -> str:
     return _one_line(str(value))
 
 
+_TABLE_STYLE = "border-collapse:collapse;font-size:0.92em;margin:0.2em 0;text-align:left"
+_WORDS = "text-align:left;white-space:nowrap;max-width:22em;overflow:hidden;text-overflow:ellipsis"
+_NUMBER = "text-align:right;white-space:nowrap"
+_COLUMN_STYLE = {
+    "track": _NUMBER, "type": _WORDS, "label": _WORDS, "start_s": _NUMBER, "end_s": _NUMBER,
+    "duration_s": _NUMBER, "volume": _NUMBER, "source": _WORDS,
+}  # fmt: skip
+
+
 def _cell_html(column: str, value: Any) -> str:
     shown = html.escape(_cell_text(column, value))
+    style = _COLUMN_STYLE[column]
     if column == "source" and shown:
         url = str(value)
         title = html.escape(url, quote=True)
         if url.lower().startswith(("http://", "https://")):
             link = f'<a href="{title}" title="{title}" target="_blank" rel="noopener">{shown}</a>'
-            return f"<td>{link}</td>"
-        return f'<td title="{title}">{shown}</td>'
-    return f"<td>{shown}</td>"
+            return f"<td style='{style}'>{link}</td>"
+        return f"<td style='{style}' title=\"{title}\">{shown}</td>"
+    if column == "label" and shown:
+        return f"<td style='{style}' title=\"{html.escape(str(value), quote=True)}\">{shown}</td>"
+    return f"<td style='{style}'>{shown}</td>"
 
 
 def _short_source(url: str, limit: int = 32) -> str:
