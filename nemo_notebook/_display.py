@@ -379,7 +379,7 @@ def _cell_text(column: str, value: Any) -> str:
 
 
 _TABLE_STYLE = "border-collapse:collapse;font-size:0.92em;margin:0.2em 0;text-align:left"
-_WORDS = "text-align:left;white-space:nowrap;max-width:22em;overflow:hidden;text-overflow:ellipsis"
+_WORDS = "text-align:left;white-space:nowrap;max-width:16em;overflow:hidden;text-overflow:ellipsis"
 _NUMBER = "text-align:right;white-space:nowrap"
 _COLUMN_STYLE = {
     "track": _NUMBER, "type": _WORDS, "label": _WORDS, "start_s": _NUMBER, "end_s": _NUMBER,
@@ -402,7 +402,7 @@ def _cell_html(column: str, value: Any) -> str:
     return f"<td style='{style}'>{shown}</td>"
 
 
-def _short_source(url: str, limit: int = 32) -> str:
+def _short_source(url: str, limit: int = 26) -> str:
     """The file name a source URL ends in (``img_c514….png``), unquoted and shortened."""
     path = urllib.parse.urlsplit(url).path if "://" in url else url
     name = urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1]) or url
