@@ -257,9 +257,7 @@ class Session:
 
     # -- chat
 
-    def stream(
-        self, text: str, *, on_wait: Callable[[float], None] | None = None
-    ) -> TurnStream:
+    def stream(self, text: str, *, on_wait: Callable[[float], None] | None = None) -> TurnStream:
         """Send one message and iterate over the events of the turn (see :class:`TurnStream`).
 
         ``on_wait(elapsed_s)`` is called about every 50 ms while no event arrives, in the

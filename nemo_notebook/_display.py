@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import sys
 import time
 import urllib.parse
@@ -29,7 +30,7 @@ from nemo_notebook._events import (
     TextDelta,
     ToolCall,
 )
-from nemo_notebook._models import UNKNOWN_CHANGES_NOTE
+from nemo_notebook._notebook_words import say
 
 __all__ = [
     "MAX_TABLE_ROWS",
@@ -185,17 +186,18 @@ class StreamSink:
         return self._last_write is None or self._clock() - self._last_write >= self._interval
 
 
-def still_working_line(elapsed_s: float) -> str:
+def still_working_line(elapsed_s: float, language: str = "en") -> str:
     """The line shown for each StillWorking event (whole minutes, so re-runs agree)."""
     minutes = max(1, round(elapsed_s / 60))
-    return f"· still working… ({minutes} min so far, nothing needs doing)"
+    return "· " + say("still_working", language, minutes=minutes)
 
 
 class TurnPrinter:
     """Turns the client's events into sink writes: text live, tool calls as status lines."""
 
-    def __init__(self, sink: StreamSink) -> None:
+    def __init__(self, sink: StreamSink, language: str = "en") -> None:
         self.sink = sink
+        self.language = language
         self.errors: list[str] = []
         self._shown: list[str] = []
 
@@ -218,13 +220,11 @@ class TurnPrinter:
             if event.options:  # its words came as text; the choices follow them as a list
                 self.sink.block("\n".join(option_lines(event.options)))
         elif isinstance(event, ToolCall):
-            self.sink.line(f"· {event.status}")
+            self.sink.line(f"· {event.status_in(self.language)}")
         elif isinstance(event, StillWorking):
-            self.sink.line(still_working_line(event.elapsed_s))
+            self.sink.line(still_working_line(event.elapsed_s, self.language))
         elif isinstance(event, Recovering):
-            self.sink.line(
-                "· the stream was interrupted; checking the session state instead of re-sending…"
-            )
+            self.sink.line("· " + say("recovering", self.language))
         elif isinstance(event, StreamError):
             self.errors.append(event.message)
             self.sink.tick()
@@ -296,9 +296,11 @@ class TracksTable:
     the same timeline as a pandas DataFrame, for code.
     """
 
-    def __init__(self, draft: Draft, max_rows: int | None = MAX_TABLE_ROWS) -> None:
+    def __init__(
+        self, draft: Draft, max_rows: int | None = MAX_TABLE_ROWS, language: str = "en"
+    ) -> None:
         self.draft = draft
-        self.summary: str = draft.summary(max_segments=CAPTION_SEGMENTS)
+        self.summary: str = draft.summary(max_segments=CAPTION_SEGMENTS, language=language)
         self.rows = draft.rows()
         self.max_rows = max_rows
 
@@ -414,6 +416,9 @@ def _one_line(text: str, limit: int = 60) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+_WIDE = re.compile("[\u3000-\u9fff]")
+
+
 @dataclass(frozen=True)
 class ChangesView:
     """What a turn changed in the draft (the human diff lines)."""
@@ -422,9 +427,10 @@ class ChangesView:
     title: str = "Changes to the draft"
 
     def to_text(self) -> str:
+        colon = "：" if _WIDE.search(self.title) else ":"  # a Chinese title takes a wide colon
         if not self.lines:
-            return f"{self.title}: none"
-        return self.title + ":\n" + "\n".join(f"  • {line}" for line in self.lines)
+            return f"{self.title}{colon} none"
+        return self.title + colon + "\n" + "\n".join(f"  • {line}" for line in self.lines)
 
     def to_html(self) -> str:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in self.lines) or "<li>none</li>"
@@ -469,9 +475,9 @@ class ReplyView:
         return {"text/plain": self.to_text(), "text/html": self.to_html()}
 
 
-def unknown_changes_note() -> str:
+def unknown_changes_note(language: str = "en") -> str:
     """Said instead of "the draft did not change" when the session state could not be read."""
-    return UNKNOWN_CHANGES_NOTE.strip().strip("()")
+    return say("unknown_changes", language)
 
 
 @dataclass(frozen=True)

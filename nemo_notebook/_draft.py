@@ -16,6 +16,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from ._draft_words import EN, DraftWords, draft_words
+
 if TYPE_CHECKING:
     import pandas
 
@@ -198,13 +200,13 @@ def format_seconds(ms: int) -> str:
     return str(whole) if fraction == 0 else f"{whole}.{fraction}"
 
 
-def format_range(start_ms: int, end_ms: int) -> str:
-    """``(0, 10000)`` -> ``"0-10s"``."""
-    return f"{format_seconds(start_ms)}-{format_seconds(end_ms)}s"
+def format_range(start_ms: int, end_ms: int, words: DraftWords = EN) -> str:
+    """``(0, 10000)`` -> ``"0-10s"`` (``"0-10秒"`` in Chinese)."""
+    return words.seconds.format(value=f"{format_seconds(start_ms)}-{format_seconds(end_ms)}")
 
 
-def percent_text(volume: float | None) -> str:
-    return "default" if volume is None else f"{math.floor(volume * 100 + 0.5)}%"
+def percent_text(volume: float | None, words: DraftWords = EN) -> str:
+    return words.default_volume if volume is None else f"{math.floor(volume * 100 + 0.5)}%"
 
 
 # ---------------------------------------------------------------------------------- segment
@@ -324,16 +326,21 @@ class Track(_RawView):
     @property
     def kind(self) -> str:
         """What people call the track: ``"Video"``, ``"BGM"``, ``"Title"``, ``"Captions"``…"""
-        kind = self.type
+        return self.kind_in(EN)
+
+    def kind_in(self, words: DraftWords) -> str:
+        """:attr:`kind` in the language of ``words`` (a name of its own stays as it is, unless
+        it is one of the usual English ones: ``"BGM"``, ``"Title"``…)."""
+        kind, name = self.type, self.name
         if kind == TRACK_VIDEO:
-            return "Video"
+            return words.kind("Video")
         if kind == TRACK_AUDIO:
-            return self.name or "BGM"
+            return words.kind(name or "BGM")
         if kind == TRACK_TEXT:
-            return self.name or "Title"
+            return words.kind(name or "Title")
         if kind is None:
-            return self.name or "Track"
-        return f"Track {kind}"
+            return words.kind(name or "Track")
+        return words.other_track.format(kind=kind)
 
     @cached_property
     def segments(self) -> tuple[Segment, ...]:
@@ -346,15 +353,20 @@ class Track(_RawView):
     def end_ms(self) -> int:
         return max((segment.end_ms for segment in self.segments), default=0)
 
-    def describe_segment(self, segment: Segment, quote: str = '"', timing: bool = True) -> str:
+    def describe_segment(
+        self, segment: Segment, quote: str = '"', timing: bool = True, words: DraftWords = EN
+    ) -> str:
         """``'"Urban Dreams" (0-3s)'`` or ``"Lo-fi (0-10s, 35%)"`` (``timing=False``: name only)."""
         name = self.segment_name(segment, quote)
+        range_text = format_range(segment.start_ms, segment.end_ms, words)
         if not timing:
-            return name or segment.range_text
-        details = segment.range_text
+            return name or range_text
+        details = range_text
         if self.type == TRACK_AUDIO and segment.volume is not None:
-            details += f", {percent_text(segment.volume)}"
-        return f"{name} ({details})" if name else f"({details})"
+            details += words.detail_sep + percent_text(segment.volume, words)
+        if name:
+            return words.named.format(name=name, details=details)
+        return words.unnamed.format(details=details)
 
     def segment_name(self, segment: Segment, quote: str = '"') -> str | None:
         """Quoted text for text segments, else the label, else the source file name."""
@@ -365,7 +377,11 @@ class Track(_RawView):
         return None if name is None else one_line(name)
 
     def describe(
-        self, quote: str = '"', timing: bool = True, max_segments: int | None = None
+        self,
+        quote: str = '"',
+        timing: bool = True,
+        max_segments: int | None = None,
+        words: DraftWords = EN,
     ) -> str:
         """All segments, comma-separated (``"empty"`` without segments).
 
@@ -373,10 +389,10 @@ class Track(_RawView):
         """
         segments = self.segments
         shown = segments if max_segments is None else segments[: max(max_segments, 0)]
-        parts = [self.describe_segment(segment, quote, timing) for segment in shown]
+        parts = [self.describe_segment(segment, quote, timing, words) for segment in shown]
         if len(shown) < len(segments):
-            parts.append(f"+{len(segments) - len(shown)} more")
-        return ", ".join(parts) if parts else "empty"
+            parts.append(words.more.format(count=len(segments) - len(shown)))
+        return words.list_sep.join(parts) if parts else words.empty
 
     def __repr__(self) -> str:
         return f"Track({self.kind!r}, segments={len(self.segments)})"
@@ -443,30 +459,39 @@ class Draft(_RawView):
             isinstance(track.raw.get("sg"), list) and track.raw["sg"] for track in self.tracks
         )
 
-    def summary(self, max_segments: int | None = None) -> str:
+    def summary(self, max_segments: int | None = None, language: str = "en") -> str:
         """One line: ``Timeline (3 tracks): 1. Video: city timelapse (0-10s) 2. BGM: …``.
 
-        ``max_segments`` caps the segments described per track (the rest become ``"+N more"``).
+        ``max_segments`` caps the segments described per track (the rest become ``"+N more"``);
+        ``language`` ``"zh"`` writes it in Chinese.
         """
+        words = draft_words(language)
         tracks = self.tracks
+        noun = words.track_noun[0 if len(tracks) == 1 else 1]
+        head = words.timeline.format(count=len(tracks), noun=noun) + words.colon
         if not tracks:
-            return "Timeline (0 tracks): empty"
-        noun = "track" if len(tracks) == 1 else "tracks"
-        items = " ".join(
-            f"{number}. {track.kind}: {track.describe(max_segments=max_segments)}"
+            return head + words.empty
+        return head + " ".join(
+            words.item.format(
+                number=number,
+                kind=track.kind_in(words),
+                description=track.describe(max_segments=max_segments, words=words),
+            )
             for number, track in enumerate(tracks, 1)
         )
-        return f"Timeline ({len(tracks)} {noun}): {items}"
 
-    def diff(self, after: Draft, max_lines: int | None = DIFF_LINES) -> tuple[str, ...]:
-        """Human lines saying what changed from this draft to ``after`` (``()`` if nothing).
+    def diff(
+        self, after: Draft, max_lines: int | None = DIFF_LINES, language: str = "en"
+    ) -> tuple[str, ...]:
+        """Human lines saying what changed from this draft to ``after`` (``()`` if nothing),
+        in ``language`` (``"zh"``: Chinese).
 
         Track changes past ``max_lines`` are counted in one ``"… N more changes"`` line;
         canvas and duration lines always follow.
         """
         from ._draft_diff import draft_changes  # the diff machinery loads on the first diff
 
-        return draft_changes(self, after, max_lines)
+        return draft_changes(self, after, max_lines, draft_words(language))
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per segment with the :data:`DATAFRAME_COLUMNS` keys."""

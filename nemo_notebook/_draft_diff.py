@@ -15,34 +15,45 @@ from ._draft import (
     Draft,
     Segment,
     Track,
+    format_range,
     format_seconds,
     one_line,
     percent_text,
 )
+from ._draft_words import EN, DraftWords
 
 __all__ = ["draft_changes"]
 
 
-def draft_changes(before: Draft, after: Draft, max_lines: int | None) -> tuple[str, ...]:
+def draft_changes(
+    before: Draft, after: Draft, max_lines: int | None, words: DraftWords = EN
+) -> tuple[str, ...]:
     """Human lines saying what changed from ``before`` to ``after`` (see :meth:`Draft.diff`)."""
     lines: list[str] = []
     removed, pairs = _match(before.tracks, after.tracks, _track_key)
     for track in removed:
-        lines.append(_removed_line(track.kind, _described(track, "'", timing=False)))
+        what = _described(track, "'", words, timing=False)
+        lines.append(_removed_line(words, track.kind_in(words), what))
     for before_track, after_track in pairs:
         if before_track is None:
-            lines.append(_added_line(after_track.kind, _described(after_track, "'")))
+            what = _described(after_track, "'", words)
+            lines.append(_added_line(words, after_track.kind_in(words), what))
         else:
-            lines.extend(_track_changes(before_track, after_track))
+            lines.extend(_track_changes(before_track, after_track, words))
     if max_lines is not None and len(lines) > max(max_lines, 0):
         hidden = len(lines) - max(max_lines, 0)
         del lines[max(max_lines, 0) :]
-        lines.append(f"… {hidden} more change{'s' if hidden != 1 else ''}")
-    lines.extend(_canvas_changes(before, after))
+        lines.append(words.more_changes[hidden != 1].format(count=hidden))
+    lines.extend(_canvas_changes(before, after, words))
     before_ms, after_ms = before.duration_ms, after.duration_ms
     if format_seconds(before_ms) != format_seconds(after_ms):
-        lines.append(f"Duration {format_seconds(before_ms)}s -> {format_seconds(after_ms)}s")
+        old, new = _seconds(before_ms, words), _seconds(after_ms, words)
+        lines.append(words.duration.format(old=old, new=new))
     return tuple(lines)
+
+
+def _seconds(ms: int, words: DraftWords) -> str:
+    return words.seconds.format(value=format_seconds(ms))
 
 
 _Item = TypeVar("_Item", Track, Segment)
@@ -125,35 +136,43 @@ class _Pool:
         return best.popleft() if best is not None else None
 
 
-def _described(track: Track, quote: str, timing: bool = True) -> str:
+def _described(track: Track, quote: str, words: DraftWords, timing: bool = True) -> str:
     """A whole track added or removed, its segments capped as in the caption."""
-    return track.describe(quote, timing, max_segments=CAPTION_SEGMENTS)
+    return track.describe(quote, timing, max_segments=CAPTION_SEGMENTS, words=words)
 
 
-def _added_line(kind: str, description: str) -> str:
-    return f"{kind} added" if description == "empty" else f"{kind} added: {description}"
+def _added_line(words: DraftWords, kind: str, what: str) -> str:
+    template = words.added if what == words.empty else words.added_what
+    return template.format(kind=kind, what=what)
 
 
-def _removed_line(kind: str, description: str) -> str:
-    return f"{kind} removed" if description == "empty" else f"{kind} removed: {description}"
+def _removed_line(words: DraftWords, kind: str, what: str) -> str:
+    template = words.removed if what == words.empty else words.removed_what
+    return template.format(kind=kind, what=what)
 
 
-def _track_changes(before: Track, after: Track) -> list[str]:
+def _track_changes(before: Track, after: Track, words: DraftWords) -> list[str]:
     lines: list[str] = []
-    kind = after.kind
+    kind = after.kind_in(words)
     removed, pairs = _match(before.segments, after.segments, _segment_key)
     for segment in removed:
-        lines.append(_removed_line(kind, before.describe_segment(segment, "'", timing=False)))
+        what = before.describe_segment(segment, "'", timing=False, words=words)
+        lines.append(_removed_line(words, kind, what))
     for old, new in pairs:
         if old is None:
-            lines.append(_added_line(kind, after.describe_segment(new, "'")))
+            lines.append(_added_line(words, kind, after.describe_segment(new, "'", words=words)))
         else:
-            lines.extend(_segment_changes(kind, before, old, after, new))
+            lines.extend(_segment_changes(kind, before, old, after, new, words))
     return lines
 
 
 def _segment_changes(
-    kind: str, before_track: Track, old: Segment, after_track: Track, new: Segment
+    kind: str,
+    before_track: Track,
+    old: Segment,
+    after_track: Track,
+    new: Segment,
+    words: DraftWords,
 ) -> list[str]:
     lines = []
     old_name = before_track.segment_name(old, "'")
@@ -161,36 +180,44 @@ def _segment_changes(
     if old.src != new.src:
         if old_name == new_name or old_name is None or new_name is None:
             old_name, new_name = old.source_name or "none", new.source_name or "none"
-        lines.append(f"{kind} replaced: {old_name} -> {new_name}")
+        lines.append(words.replaced.format(kind=kind, old=old_name, new=new_name))
     elif old.label != new.label and old.text == new.text:
-        lines.append(f"{kind} renamed: '{old.label or ''}' -> '{new.label or ''}'")
+        lines.append(words.renamed.format(kind=kind, old=old.label or "", new=new.label or ""))
     if old.text != new.text:
-        lines.append(f"{kind} text '{one_line(old.text or '')}' -> '{one_line(new.text or '')}'")
-    lines.extend(_timing_changes(kind, after_track.segment_name(new, "'"), old, new))
-    if percent_text(old.volume) != percent_text(new.volume):
-        lines.append(f"{kind} volume {percent_text(old.volume)} -> {percent_text(new.volume)}")
+        old_text, new_text = one_line(old.text or ""), one_line(new.text or "")
+        lines.append(words.text.format(kind=kind, old=old_text, new=new_text))
+    lines.extend(_timing_changes(kind, after_track.segment_name(new, "'"), old, new, words))
+    old_volume, new_volume = percent_text(old.volume, words), percent_text(new.volume, words)
+    if old_volume != new_volume:
+        lines.append(words.volume.format(kind=kind, old=old_volume, new=new_volume))
     for what, old_ms, new_ms in (
         ("fade-in", old.fade_in_ms, new.fade_in_ms),
         ("fade-out", old.fade_out_ms, new.fade_out_ms),
     ):
         if format_seconds(old_ms) != format_seconds(new_ms):
-            lines.append(f"{kind} {what} {format_seconds(old_ms)}s -> {format_seconds(new_ms)}s")
+            old_s, new_s = _seconds(old_ms, words), _seconds(new_ms, words)
+            lines.append(words.fade[what].format(kind=kind, old=old_s, new=new_s))
     changed_style = _changed_keys(old.style, new.style)
     if changed_style:
-        lines.append(f"{kind} style changed: {changed_style}")
+        lines.append(words.style.format(kind=kind, keys=changed_style))
     return lines
 
 
-def _timing_changes(kind: str, name: str | None, old: Segment, new: Segment) -> list[str]:
+def _timing_changes(
+    kind: str, name: str | None, old: Segment, new: Segment, words: DraftWords
+) -> list[str]:
     subject = f"{name} " if name else ""
-    old_range, new_range = old.range_text, new.range_text
+    old_range = format_range(old.start_ms, old.end_ms, words)
+    new_range = format_range(new.start_ms, new.end_ms, words)
     trimmed = format_seconds(old.duration_ms) != format_seconds(new.duration_ms)
     if old_range != new_range:
-        verb = "trimmed" if trimmed else "moved"
-        return [f"{kind} {verb}: {subject}{old_range} -> {new_range}"]
+        template = words.timing["trimmed" if trimmed else "moved"]
+        return [template.format(kind=kind, subject=subject, old=old_range, new=new_range)]
     old_in, new_in = format_seconds(old.source_offset_ms), format_seconds(new.source_offset_ms)
     if old_in != new_in:
-        return [f"{kind} trimmed: {subject}in-point {old_in}s -> {new_in}s"]
+        old_s = _seconds(old.source_offset_ms, words)
+        new_s = _seconds(new.source_offset_ms, words)
+        return [words.in_point.format(kind=kind, subject=subject, old=old_s, new=new_s)]
     return []
 
 
@@ -227,13 +254,15 @@ def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return shown + (", …" if len(names) > 5 else "")
 
 
-def _canvas_changes(before: Draft, after: Draft) -> list[str]:
+def _canvas_changes(before: Draft, after: Draft, words: DraftWords) -> list[str]:
     lines = []
     old_size, new_size = (before.width, before.height), (after.width, after.height)
     if None not in old_size and None not in new_size and old_size != new_size:
-        lines.append(f"Canvas {old_size[0]}x{old_size[1]} -> {new_size[0]}x{new_size[1]}")
+        old, new = f"{old_size[0]}x{old_size[1]}", f"{new_size[0]}x{new_size[1]}"
+        lines.append(words.canvas.format(old=old, new=new))
     if before.fps and after.fps and before.fps != after.fps:
-        lines.append(f"Frame rate {before.fps} -> {after.fps} fps")
+        lines.append(words.frame_rate.format(old=before.fps, new=after.fps))
     if before.title and after.title and before.title != after.title:
-        lines.append(f"Project title '{one_line(before.title)}' -> '{one_line(after.title)}'")
+        old_title, new_title = one_line(before.title), one_line(after.title)
+        lines.append(words.project_title.format(old=old_title, new=new_title))
     return lines

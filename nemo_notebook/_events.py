@@ -83,6 +83,10 @@ class ToolCall:
         """A short human line such as ``"generating image…"``."""
         return tool_status(self.name)
 
+    def status_in(self, language: str) -> str:
+        """:attr:`status` in ``language`` (``"en"`` or ``"zh"``)."""
+        return tool_status(self.name, language)
+
     def __repr__(self) -> str:
         call_id = f", call_id={self.call_id!r}" if self.call_id is not None else ""
         return f"ToolCall({self.name!r}, args={_short_keys(self.args)}{call_id})"
@@ -235,30 +239,52 @@ def _words(name: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=256)
-def tool_status(name: str) -> str:
-    """A short human status line: ``"generate_image"`` -> ``"generating image…"``."""
+def tool_status(name: str, language: str = "en") -> str:
+    """A short human status line: ``"generate_image"`` -> ``"generating image…"`` (``"zh"``:
+    ``"正在生成图片…"``)."""
     words = _words(name[:200])
-    found = set(words)
-    joined = "_".join(words)
+    kind = _tool_kind(set(words), "_".join(words))
+    if kind is not None:
+        return _STATUS[language == "zh"][kind]
+    readable = " ".join(words)[:40].strip()
+    if language == "zh":
+        return f"正在处理：{readable}…" if readable else "正在处理…"
+    return f"working: {readable}…" if readable else "working…"
+
+
+def _tool_kind(found: set[str], joined: str) -> str | None:
     media = _X_TO_MEDIA.search(joined)
     if found & _ANALYZE_WORDS:
-        return "analyzing video…" if found & _VIDEO_WORDS else "analyzing image…"
+        return "analyze video" if found & _VIDEO_WORDS else "analyze image"
     if media:
-        return "generating image…" if media.group(1) in ("image", "img") else "generating video…"
+        return "image" if media.group(1) in ("image", "img") else "video"
     if found & _MUSIC_WORDS:
-        return "adding music…"
+        return "music"
     if found & _CAPTION_WORDS:
-        return "adding captions…"
+        return "captions"
     if found & _TITLE_WORDS:
-        return "adding title…"
+        return "title"
     if found & _GENERATE_WORDS and found & _VIDEO_WORDS:
-        return "generating video…"
+        return "video"
     if found & _GENERATE_WORDS and found & _IMAGE_WORDS:
-        return "generating image…"
+        return "image"
     if found & _EDIT_WORDS:
-        return "editing timeline…"
-    readable = " ".join(words)[:40].strip()
-    return f"working: {readable}…" if readable else "working…"
+        return "edit"
+    return None
+
+
+_STATUS = {
+    False: {
+        "analyze video": "analyzing video…", "analyze image": "analyzing image…",
+        "image": "generating image…", "video": "generating video…", "music": "adding music…",
+        "captions": "adding captions…", "title": "adding title…", "edit": "editing timeline…",
+    },
+    True: {
+        "analyze video": "正在分析视频…", "analyze image": "正在分析图片…",
+        "image": "正在生成图片…", "video": "正在生成视频…", "music": "正在添加音乐…",
+        "captions": "正在添加字幕…", "title": "正在添加标题…", "edit": "正在编辑时间线…",
+    },
+}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------- parsing

@@ -15,6 +15,7 @@ __all__ = [
     "SUPPORTED_UPLOAD_TYPES",
     "TOKEN_REJECTED_CODES",
     "language_code",
+    "words_language",
 ]
 
 SUPPORTED_UPLOAD_TYPES = (
@@ -43,3 +44,9 @@ def language_code(language: str) -> str:
     cleaned = language.strip().replace("_", "-")
     prefix = cleaned.split("-", 1)[0].lower()
     return _LANGUAGE_PREFIXES.get(prefix, cleaned)
+
+
+def words_language(code: str | None) -> str:
+    """The language the client writes its own words in for a session language code: ``"zh"``
+    for Chinese (``zh``, ``zh-CN``), else ``"en"``."""
+    return "zh" if (code or "").strip().lower().startswith(("zh", "cn")) else "en"

@@ -21,12 +21,12 @@ from nemo_notebook._display import Output, option_lines, still_working_line
 from nemo_notebook._events import Question, Recovering, StillWorking, TextDelta, ToolCall
 from nemo_notebook._markdown import MarkdownStream, markdown_html
 from nemo_notebook._models import Reply
+from nemo_notebook._notebook_words import say
 
 __all__ = ["LiveTurn", "TurnBlock", "TurnParts"]
 
 #: A status line shows its running time once a tool has run this long.
 SHOW_ELAPSED_AFTER_S = 3.0
-RECOVERING_LINE = "the stream was interrupted; checking the session state instead of re-sending…"
 
 _STATUS_STYLE = (
     "color:var(--jp-ui-font-color2,#616161);font-size:0.92em;margin:0.15em 0;"
@@ -157,8 +157,10 @@ class LiveTurn:
         rate: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         footer: str = "",
+        language: str = "en",
     ) -> None:
         self.parts = TurnParts()
+        self._language = language
         self._output = output
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._clock = clock
@@ -178,12 +180,12 @@ class LiveTurn:
         elif isinstance(event, Question):
             self.parts.add_options(event.options)
         elif isinstance(event, ToolCall):
-            self.parts.add_status(event.status)
+            self.parts.add_status(event.status_in(self._language))
             self._status_since = self._clock()
         elif isinstance(event, StillWorking):
-            self._note = still_working_line(event.elapsed_s).removeprefix("· ")
+            self._note = still_working_line(event.elapsed_s, self._language).removeprefix("· ")
         elif isinstance(event, Recovering):
-            self.parts.add_status(RECOVERING_LINE)
+            self.parts.add_status(say("recovering", self._language))
         else:
             self._update_if_due()
             return

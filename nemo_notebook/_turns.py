@@ -51,6 +51,7 @@ from ._events import (
 )
 from ._http import json_or_empty
 from ._models import Reply, Turn
+from ._protocol import words_language
 from ._sse import SSEDataDecoder, parse_sse_batch
 from ._text_merge import TextMerger
 from ._tool_calls import ToolCallTracker, question_from_call
@@ -440,6 +441,7 @@ class TurnAssembly:
         self._session = session
         self._apply_delta = apply_delta
         self._account = account
+        self._language = words_language(session.client.language)  # of the change lines
         self.shown: list[str] = []
         self.calls: list[ToolCall] = []
         self.errors: list[str] = []
@@ -542,7 +544,11 @@ class TurnAssembly:
             message=message,
             text=text,
             tool_calls=calls,
-            changes=before.draft.diff(state.draft) if changes_known and before and state else (),
+            changes=(
+                before.draft.diff(state.draft, language=self._language)
+                if changes_known and before and state
+                else ()
+            ),
             state=state,
             state_before=before,
             actions=self._translator.actions,

@@ -26,6 +26,7 @@ from nemo_notebook._http import media_url_problem
 from nemo_notebook._intents import numbered_option
 from nemo_notebook._media_views import MAX_IMAGE_PIXELS, ImageView, generated_image_urls
 from nemo_notebook._models import Reply, UploadedFile
+from nemo_notebook._notebook_words import say
 from nemo_notebook._protocol import DEFAULT_EXPORT_FORMAT
 from nemo_notebook._turns import TurnStream
 
@@ -51,20 +52,19 @@ __all__ = [
     "upload_targets",
 ]
 
-CLAIM_LABEL = "Claim this project in NemoVideo"
-STREAMED_TIMELINE_NOTE = (
-    "The server's session state could not be read; this is the timeline as this session's "
-    "turns streamed it."
-)
+CLAIM_LABEL = say("claim_label")
+STREAMED_TIMELINE_NOTE = say("streamed_timeline")
 
 
-def answer_for(message: str, question: Question | None) -> tuple[str, str | None]:
+def answer_for(
+    message: str, question: Question | None, language: str = "en"
+) -> tuple[str, str | None]:
     """What to send for a message typed after the agent asked ``question``: the label of the
     option it names by number, with the status line that says so; else the message as typed."""
     label = numbered_option(message, question.options if question is not None else ())
     if label is None:
         return message, None
-    return label, f"· answering: {label}"
+    return label, say("answering", language, label=label)
 
 
 def is_this_machine(url: str) -> bool:
@@ -79,27 +79,29 @@ def is_this_machine(url: str) -> bool:
         return False
 
 
-def claim_note(api_url: str, *, local_emulator: bool = False) -> str:
+def claim_note(api_url: str, *, local_emulator: bool = False, language: str = "en") -> str:
     """The note under a claim link: links of a local server open no real project."""
     if local_emulator:
-        return "issued by the local emulator, so it opens no real NemoVideo project"
+        return say("claim_local", language)
     if is_this_machine(api_url):
-        return "issued by a server on this machine, so it opens no real NemoVideo project"
-    return "opens this project in NemoVideo; the link is valid for 7 days"
+        return say("claim_machine", language)
+    return say("claim_cloud", language)
 
 
-def claim_link(session: Session, *, local_emulator: bool = False) -> LinkView | str:
+def claim_link(
+    session: Session, *, local_emulator: bool = False, language: str = "en"
+) -> LinkView | str:
     """The session's claim link as a :class:`LinkView`, or one short line when the server
     gave none (a failing claim call never breaks what asked for it)."""
     try:
         url = session.claim_url()
     except NemoError as exc:
-        return f"No claim link this time: {exc}"
-    note = claim_note(session.client.api_url, local_emulator=local_emulator)
-    return LinkView(url, CLAIM_LABEL, note)
+        return say("no_claim", language, reason=exc)
+    note = claim_note(session.client.api_url, local_emulator=local_emulator, language=language)
+    return LinkView(url, say("claim_label", language), note)
 
 
-def current_draft(session: Session) -> tuple[Draft, str | None]:
+def current_draft(session: Session, language: str = "en") -> tuple[Draft, str | None]:
     """The session's draft from the server; when the state cannot be read (a failing or
     missing state endpoint, PROTOCOL §8), the one its turns streamed, with a note saying so."""
     try:
@@ -108,7 +110,7 @@ def current_draft(session: Session) -> tuple[Draft, str | None]:
         known = session.known_state
         if known is None or isinstance(exc, AuthError):
             raise
-        return known.draft, STREAMED_TIMELINE_NOTE
+        return known.draft, say("streamed_timeline", language)
 
 
 def new_images(
@@ -165,12 +167,9 @@ def export_file_name(session_name: str, number: int, fmt: str) -> str:
     return f"nemo-{session_name}-{number}.{export_format(fmt)}"
 
 
-def replaced_line(old_id: str, new_id: str) -> str:
+def replaced_line(old_id: str, new_id: str, language: str = "en") -> str:
     """What the person is told when the server lost the session and work went on in another."""
-    return (
-        f"The session {old_id} was not found on the server (it expired or was removed); the "
-        f"work continues in a new session, {new_id}, which does not have the earlier timeline."
-    )
+    return say("replaced", language, old=old_id, new=new_id)
 
 
 def make_client(language: str, **settings: Any) -> NemoClient:
@@ -210,12 +209,13 @@ def stream_turn(
     clock: Callable[[], float],
     started: Callable[[TurnStream], None] | None = None,
     on_event: Callable[[object], None] | None = None,
+    language: str = "en",
 ) -> Reply | None:
     """:func:`run_turn` written as plain text into ``write`` (text live, tool calls as status
-    lines, at most ``rate`` writes a second), for terminals and plain-text views; raises what
-    the run reported once the text is out."""
+    lines in ``language``, at most ``rate`` writes a second), for terminals and plain-text
+    views; raises what the run reported once the text is out."""
     sink = StreamSink(write, rate=rate, clock=clock)
-    printer = TurnPrinter(sink)
+    printer = TurnPrinter(sink, language)
 
     def handle(event: object) -> None:
         if on_event is not None:
@@ -238,13 +238,13 @@ def _unshown_tail(full: str, shown: str) -> str:
     return full[len(shown) :] if full.startswith(shown) else ""
 
 
-def silent_turn(reply: Reply) -> tuple[str, tuple[str, ...]]:
+def silent_turn(reply: Reply, language: str = "en") -> tuple[str, tuple[str, ...]]:
     """What a turn without text did: ``("changes", lines)``, ``("unknown", (note,))`` when the
     state could not be read, or ``("unchanged", ())``."""
     if reply.changes:
         return "changes", tuple(reply.changes)
     if not reply.changes_known:
-        return "unknown", (unknown_changes_note(),)
+        return "unknown", (unknown_changes_note(language),)
     return "unchanged", ()
 
 

@@ -47,6 +47,8 @@ from nemo_notebook._media_views import (
     media_type,
 )
 from nemo_notebook._models import Credits, Reply, UploadedFile
+from nemo_notebook._notebook_words import say
+from nemo_notebook._protocol import words_language
 from nemo_notebook._turn_view import LiveTurn, TurnBlock, TurnParts
 from nemo_notebook._workflows import (
     ExportNames,
@@ -82,26 +84,11 @@ __all__ = [
     "Workspace",
 ]
 
-STOPPED_MESSAGE = (
-    "Stopped. Nothing was re-sent; the server may still finish this turn. "
-    "Run `%nemo status` to see what it did.\n"
-)
-LOCAL_CREDITS_MESSAGE = (
-    "The local emulator's balance ran out. Top it up with `%nemo credits --add 1000`: it is a "
-    "stand-in on this machine, so nothing is charged."
-)
-NOT_CONNECTED_MESSAGE = (
-    "Not connected yet. Run `%nemo connect --local` to work offline with the embedded "
-    "emulator, or `%nemo connect` for NemoVideo's cloud (set NEMO_TOKEN to use your account)."
-)
-EXPORT_STOPPED_MESSAGE = (
-    "Stopped waiting for the render; the server may still finish it (export costs no "
-    "credits). Run `%nemo export` again for a new one.\n"
-)
-EXTRAS_STOPPED_MESSAGE = (
-    "Stopped showing the result; the turn itself finished. Run `%nemo status` to see the "
-    "timeline.\n"
-)
+LOCAL_CREDITS_MESSAGE = say("local_credits")
+NOT_CONNECTED_MESSAGE = say("not_connected")
+EXPORT_STOPPED_MESSAGE = say("export_stopped")
+EXTRAS_STOPPED_MESSAGE = say("extras_stopped")
+STOPPED_MESSAGE = say("stopped")
 
 
 class NotebookSettings(Protocol):
@@ -174,6 +161,11 @@ class Workspace:
         self._embedded: set[Path] = set()  # videos already embedded in this notebook
 
     @property
+    def language(self) -> str:
+        """The language of what the notebook itself writes (``"zh"`` or ``"en"``)."""
+        return words_language(self.settings.language)
+
+    @property
     def base_dir(self) -> Path:
         """Where exports are saved: the kernel's working directory (the notebook's folder)."""
         return self._base_dir if self._base_dir is not None else Path.cwd()
@@ -194,10 +186,7 @@ class Workspace:
         they were. Connecting again to the backend in use keeps the named sessions, unless
         ``new``."""
         if not new and self.client is not None and self._is_current(url, local):
-            self.output.write(
-                f"Still connected to {self.backend_label()}; the sessions are kept "
-                "(`--new` starts over).\n"
-            )
+            self.output.write(say("still_connected", self.language, backend=self.backend_label()))
             self.session(session)
             return self.client
         client, emulator, opened = self._new_connection(url, local, session)
@@ -205,9 +194,10 @@ class Workspace:
         self.client, self.emulator = client, emulator
         self.sessions[session] = opened
         if emulator is not None:
-            self.output.write(f"Started the local emulator; connected to {emulator.url}.\n")
+            self.output.write(say("started_local", self.language, url=emulator.url))
         else:
-            self.output.write(f"Connected to {client.api_url}{_token_note(client)}.\n")
+            token = say("token_anonymous" if client.is_anonymous else "token_given", self.language)
+            self.output.write(say("connected", self.language, url=client.api_url, token=token))
         self._show_claim_link(opened)
         return client
 
@@ -244,12 +234,12 @@ class Workspace:
     def backend_label(self) -> str:
         """Which backend this notebook talks to, in words (every cell's output names it)."""
         if self.emulator is not None:
-            return f"the local emulator ({self.emulator.url})"
+            return say("backend_local", self.language, url=self.emulator.url)
         if self.client is None:
-            return "no backend"
-        if is_this_machine(self.client.api_url):
-            return f"a server on this machine ({self.client.api_url})"
-        return f"NemoVideo ({self.client.api_url})"
+            return say("backend_none", self.language)
+        url = self.client.api_url
+        key = "backend_machine" if is_this_machine(url) else "backend_cloud"
+        return say(key, self.language, url=url)
 
     def ensure_client(self) -> NemoClient:
         """The client. Connecting lazily happens only when the environment names the backend
@@ -258,7 +248,7 @@ class Workspace:
             return self.client
         environment = self.env if self.env is not None else os.environ
         if not (environment.get("NEMO_TOKEN") or environment.get("NEMO_API_URL")):
-            raise NotebookError(NOT_CONNECTED_MESSAGE)
+            raise NotebookError(say("not_connected", self.language))
         return self.connect()
 
     def session(self, name: str = DEFAULT_SESSION) -> Session:
@@ -277,7 +267,7 @@ class Workspace:
         return session
 
     def _say_replaced(self, old_id: str, new_id: str) -> None:
-        self.output.write(replaced_line(old_id, new_id) + "\n")
+        self.output.write(replaced_line(old_id, new_id, self.language) + "\n")
 
     def close(self) -> None:
         """Close the client and stop an emulator this workspace started."""
@@ -322,7 +312,7 @@ class Workspace:
         if not text.strip():
             raise NotebookError("The message is empty: write it in the cell body under %%nemo.")
         session = self.session(args.session)
-        text, answering = answer_for(text, session.pending_question)
+        text, answering = answer_for(text, session.pending_question, self.language)
         if answering and not args.quiet:
             self.output.write(answering + "\n")
         try:
@@ -335,12 +325,12 @@ class Workspace:
         except InsufficientCreditsError as exc:
             if self.emulator is None:
                 raise
-            raise InsufficientCreditsError(LOCAL_CREDITS_MESSAGE, code=2001) from exc
+            raise InsufficientCreditsError(say("local_credits", self.language), code=2001) from exc
         if not args.quiet:
             try:
                 self.show_reply_extras(reply, args.session)
             except KeyboardInterrupt:
-                self.output.write(EXTRAS_STOPPED_MESSAGE)
+                self.output.write(say("extras_stopped", self.language))
                 raise
         return reply
 
@@ -366,16 +356,17 @@ class Workspace:
             rate=self.settings.stream_rate,
             clock=self._clock,
             footer=self.backend_footer(),
+            language=self.language,
         )
         try:
             reply = run_turn(session, text, view.handle, on_wait=view.wait)
         except KeyboardInterrupt:
             view.finish(None)
-            self.output.write(STOPPED_MESSAGE)
+            self.output.write(say("stopped", self.language))
             raise
         view.finish(reply)
         if reply is None:
-            raise NotebookError(STOPPED_MESSAGE.strip())
+            raise NotebookError(say("stopped", self.language).strip())
         return reply.raise_for_error()
 
     def _stream_plain(self, session: Session, text: str) -> Reply:
@@ -386,28 +377,29 @@ class Workspace:
                 self.output.write,
                 rate=self.settings.stream_rate,
                 clock=self._clock,
+                language=self.language,
             )
         except KeyboardInterrupt:
-            self.output.write(STOPPED_MESSAGE)
+            self.output.write(say("stopped", self.language))
             raise
         if reply is None:
-            raise NotebookError(STOPPED_MESSAGE.strip())
+            raise NotebookError(say("stopped", self.language).strip())
         return reply
 
     def backend_footer(self) -> str:
         """The short line under a reply that says which backend answered (no address, so a
         re-run of a notebook shows the same)."""
         if self.emulator is not None:
-            return "NemoVideo · local emulator"
+            return say("footer_local", self.language)
         if self.client is not None and is_this_machine(self.client.api_url):
-            return "NemoVideo · a server on this machine"
-        return "NemoVideo"
+            return say("footer_machine", self.language)
+        return say("footer_cloud", self.language)
 
     def show_reply_extras(self, reply: Reply, name: str) -> None:
         """After a turn: the draft diff and tracks for a silent edit, new stills, actions."""
         tracks_shown = False
         if reply.recovered:
-            self.output.write("(The stream was interrupted; this is what the session shows.)\n")
+            self.output.write(say("recovered", self.language))
         if reply.silent:
             self._show_silent_turn(reply)
             if reply.state is not None:
@@ -416,16 +408,16 @@ class Workspace:
         self._show_new_images(reply)
         self._follow_actions(reply, name, tracks_shown)
         if reply.question is not None:
-            self.output.write(_answer_hint(reply.question, name) + "\n")
+            self.output.write(_answer_hint(reply.question, name, self.language) + "\n")
 
     def _show_silent_turn(self, reply: Reply) -> None:
-        kind, lines = silent_turn(reply)
+        kind, lines = silent_turn(reply, self.language)
         if kind == "changes":
-            self.output.display(ChangesView(lines))
+            self.output.display(ChangesView(lines, say("changes_title", self.language)))
         elif kind == "unknown":
             self.output.display(NoteView(lines[0]))
         else:
-            self.output.write("The agent finished without a reply; the draft did not change.\n")
+            self.output.write(say("unchanged", self.language))
 
     def _show_new_images(self, reply: Reply) -> None:
         client = self.ensure_client()
@@ -434,7 +426,7 @@ class Workspace:
 
     def tracks_table(self, draft: Draft) -> TracksTable:
         """The tracks table under the current row cap."""
-        return TracksTable(draft, max_rows=self.settings.max_table_rows)
+        return TracksTable(draft, max_rows=self.settings.max_table_rows, language=self.language)
 
     def _follow_actions(self, reply: Reply, name: str, tracks_shown: bool) -> None:
         for action in dict.fromkeys(reply.actions):
@@ -445,25 +437,25 @@ class Workspace:
                     self.output.display(self.tracks_table(reply.state.draft))
                     tracks_shown = True
                 else:
-                    self.output.write("To see the timeline: `%nemo tracks`.\n")
+                    self.output.write(say("see_tracks", self.language))
             elif action == "credits":
                 if self.settings.auto_actions:
                     self.credits()
                 else:
-                    self.output.write("To see your credits: `%nemo credits`.\n")
+                    self.output.write(say("see_credits", self.language))
 
     def _suggested_export(self, name: str) -> None:
         if self.settings.auto_actions and self.settings.auto_export:
             self.export(ExportArgs(session=name))
             return
         option = "" if name == DEFAULT_SESSION else f" --session {name}"
-        self.output.write(f"Ready to export: run `%nemo export{option}` to render the MP4.\n")
+        self.output.write(say("ready_to_export", self.language, option=option))
 
     # -- line commands ---------------------------------------------------------------------
 
     def status(self, args: SessionArgs) -> TracksTable:
         """The timeline as a table the cell shows (its ``dataframe`` for pandas)."""
-        draft, note = current_draft(self.session(args.session))
+        draft, note = current_draft(self.session(args.session), self.language)
         if note:
             self.output.display(NoteView(note))
         return self.tracks_table(draft)
@@ -480,15 +472,20 @@ class Workspace:
         if client.user_id is None:
             raise NotebookError("The local emulator did not say which account this is.")
         available = self.emulator.add_credits(client.user_id, amount)
-        self.output.write(f"Added {amount} credits on the local emulator: {available} available.\n")
+        self.output.write(say("added_credits", self.language, amount=amount, available=available))
         return available
 
     def credits(self) -> Credits:
         """Print and return the credit balance."""
         balance = self.ensure_client().credits()
         self.output.write(
-            f"Credits: {balance.available} available, {balance.frozen} reserved by running "
-            f"work, {balance.total} in total.\n"
+            say(
+                "credits",
+                self.language,
+                available=balance.available,
+                frozen=balance.frozen,
+                total=balance.total,
+            )
         )
         return balance
 
@@ -496,7 +493,7 @@ class Workspace:
         """Upload local files (one request) and URLs (one request) into the session."""
         files = upload_targets(self.session(args.session), args.targets)
         for uploaded in files:
-            self.output.write(f"Uploaded {_describe_upload(uploaded)}.\n")
+            self.output.write(say("uploaded", self.language, what=_describe_upload(uploaded)))
         return files
 
     def export(self, args: ExportArgs) -> Path:
@@ -505,18 +502,16 @@ class Workspace:
         renders anew)."""
         session = self.session(args.session)
         fmt = export_format(args.format)
-        draft, _note = current_draft(session)
+        draft, _note = current_draft(session, self.language)
         reused = None if args.again or args.out else self.last_exports.reusable(session, fmt, draft)
         if reused is not None:
             path = reused
-            self.output.write(
-                f"The timeline has not changed since {_shown_path(path, self.base_dir)}; "
-                "showing it again (`%nemo export --again` renders anew).\n"
-            )
+            shown = _shown_path(path, self.base_dir)
+            self.output.write(say("unchanged_export", self.language, path=shown))
         else:
             path = self._render(session, fmt, args)
             self.last_exports.remember(session, fmt, draft, path)
-            self.output.write(f"Saved {_shown_path(path, self.base_dir)}\n")
+            self.output.write(say("saved", self.language, path=_shown_path(path, self.base_dir)))
         view = self.export_view(path, args.embed)
         if view is not None:
             self.output.display(view)
@@ -525,7 +520,10 @@ class Workspace:
 
     def _render(self, session: Session, fmt: str, args: ExportArgs) -> Path:
         progress = ProgressLine(
-            self.output.write, rate=self.settings.stream_rate, clock=self._clock
+            self.output.write,
+            say("rendering", self.language),
+            rate=self.settings.stream_rate,
+            clock=self._clock,
         )
         try:
             path = render_and_save(
@@ -540,7 +538,7 @@ class Workspace:
             if progress.writes:
                 self.output.write("\n")
             if isinstance(exc, KeyboardInterrupt):
-                self.output.write(EXPORT_STOPPED_MESSAGE)
+                self.output.write(say("export_stopped", self.language))
             raise
         progress.finish()
         return path
@@ -576,7 +574,7 @@ class Workspace:
         return view
 
     def _show_claim_link(self, session: Session) -> None:
-        link = claim_link(session, local_emulator=self.emulator is not None)
+        link = claim_link(session, local_emulator=self.emulator is not None, language=self.language)
         if isinstance(link, str):
             self.output.write(link + "\n")
         else:
@@ -586,20 +584,24 @@ class Workspace:
         """Print the session's turns."""
         turns = self.session(args.session).history
         if not turns:
-            self.output.write(f"No turns yet in session '{args.session}'.\n")
+            self.output.write(say("no_turns", self.language, session=args.session))
         for number, turn in enumerate(turns, 1):
-            self.output.write(f"{number}. you: {_one_line(turn.message)}\n")
-            self.output.write(f"   nemo: {_describe_reply(turn.reply)}\n")
+            said = _one_line(turn.message)
+            self.output.write(say("turn_you", self.language, number=number, text=said))
+            answer = _describe_reply(turn.reply, self.language)
+            self.output.write(say("turn_nemo", self.language, text=answer))
 
     def list_sessions(self) -> None:
         """Print the named sessions of this notebook."""
         if not self.sessions:
-            self.output.write("No sessions yet; the first %%nemo cell starts 'main'.\n")
+            self.output.write(say("no_sessions", self.language))
         for name, session in self.sessions.items():
             turns = len(session.history)
-            self.output.write(
-                f"{name}: {turns} turn{'s' if turns != 1 else ''} (id {session.id})\n"
+            plural = "s" if turns != 1 else ""
+            line = say(
+                "session_line", self.language, name=name, count=turns, plural=plural, id=session.id
             )
+            self.output.write(line)
 
     def local_emulator(self) -> EmulatorHandle:
         """The handle of the emulator ``%nemo connect --local`` started (faults, credits)."""
@@ -633,20 +635,13 @@ def _environment_api_url(env: Mapping[str, str] | None) -> str:
     return resolve_settings(env=env).api_url
 
 
-def _token_note(client: NemoClient) -> str:
-    return " (anonymous token)" if client.is_anonymous else " (your NEMO_TOKEN)"
-
-
-def _answer_hint(question: Question, name: str) -> str:
+def _answer_hint(question: Question, name: str, language: str) -> str:
     """How to answer the agent's question from the notebook."""
     option = "" if name == DEFAULT_SESSION else f" --session {name}"
     if not question.options:
-        return f"Answer in the next %%nemo{option} cell."
+        return say("answer_hint", language, option=option)
     example = min(2, len(question.options))
-    return (
-        f"Answer in the next %%nemo{option} cell with an option's number or your own words, "
-        f"e.g. `%%nemo{option}` then `{example}`."
-    )
+    return say("answer_hint_options", language, option=option, example=example)
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -654,11 +649,11 @@ def _one_line(text: str, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _describe_reply(reply: Reply) -> str:
+def _describe_reply(reply: Reply, language: str) -> str:
     if reply.text:
         return _one_line(reply.text)
-    changes = len(reply.changes)
-    return f"(no text; {changes} change{'s' if changes != 1 else ''} to the draft)"
+    count = len(reply.changes)
+    return say("no_text", language, count=count, plural="s" if count != 1 else "")
 
 
 def _describe_upload(uploaded: UploadedFile) -> str:

@@ -267,7 +267,7 @@ def plain_parse(data: str) -> list[Event]:
     except (ValueError, RecursionError):
         obj = None
     if type(obj) is dict:
-        return list(parse_event(obj))
+        return list(parse_event(lone_surrogates_replaced(obj)))
     (event,) = parse_sse_data(data)  # how an undecodable payload is reported is tested apart
     assert isinstance(event, (Unparsed, StreamError))
     return [event]
