@@ -207,7 +207,8 @@ class LiveTurn:
                 self.parts.add_text(reply.text[len(shown) :])
         block = TurnBlock(self.parts, self._footer, stopped=reply is None)
         self._output.update(_Empty(), display_id=self._display_id)
-        self._output.display(block)
+        if self.parts.text or block.to_text() != "(no reply)":  # a turn that said nothing
+            self._output.display(block)  # (an error before any word) shows no empty block
         return block
 
     def _update_if_due(self) -> None:
