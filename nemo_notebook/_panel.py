@@ -1,12 +1,18 @@
-"""The ipywidgets prompt panel: a prompt box, Send / Stop / Export, the streamed reply,
-the tracks table, the credits badge and the video player.
+"""The chat panel: an anywidget with message bubbles, the input at the bottom (Enter sends,
+Shift+Enter breaks a line), the agent's words rendered from Markdown while they stream, tool
+calls as status lines with their elapsed time, image cards, the agent's question options as
+buttons, the credits in the header, the latest export as a player and the timeline as coloured
+bars with a compact table. Its look is in ``_panel_assets/`` (theme-aware CSS, the view's ESM).
 
-Work runs in a worker thread so Stop works while a turn streams and while its result is
-shown (between steps). The worker only touches widgets through trait assignment (never
-``with output:``), and every run re-enables the buttons in a ``finally``. The transcript is
-append-only: each message is its own HTML widget and new text re-renders only the last one.
-Tests drive the panel through :meth:`Panel.submit`, :meth:`Panel.stop`, :meth:`Panel.export`
-and :meth:`Panel.wait`, exactly what the buttons call.
+Everything the view shows is a synced trait or a transcript piece (:mod:`._transcript`), so the
+panel is driven and tested from Python: :meth:`Panel.submit`, :meth:`Panel.stop`,
+:meth:`Panel.export`, :meth:`Panel.answer`… are what its buttons call (the view sends them as
+messages). Work runs in a worker thread (Stop works while a turn streams and between the steps
+of showing its result); the worker only assigns traits, never ``with output:``.
+
+Displayed, the panel also publishes a static HTML copy of the conversation (under a display id,
+updated after each piece of work), so a saved notebook keeps what was said and made where no
+widget state is available; the live view hides that copy where the widget itself shows.
 """
 
 from __future__ import annotations
@@ -14,21 +20,31 @@ from __future__ import annotations
 import html
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anywidget
 import ipywidgets as widgets
+import traitlets as t
 
 from nemo_notebook._client import NemoClient, Session
-from nemo_notebook._display import MAX_TABLE_ROWS, TracksTable, percent_of
+from nemo_notebook._display import MAX_TABLE_ROWS, percent_of
 from nemo_notebook._draft import CAPTION_SEGMENTS, Draft
 from nemo_notebook._errors import NemoError
-from nemo_notebook._events import Question
+from nemo_notebook._events import (
+    Recovering,
+    StillWorking,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+)
 from nemo_notebook._intents import Intent, route
-from nemo_notebook._media_views import MAX_IMAGE_PIXELS, ImageView, image_mime_type, media_type
-from nemo_notebook._models import Reply
-from nemo_notebook._transcript import Transcript
+from nemo_notebook._media_views import MAX_IMAGE_PIXELS, ImageView, media_type, relative_src
+from nemo_notebook._models import Reply, Turn
+from nemo_notebook._panel_views import Words, claim_html, timeline_html, words_for
+from nemo_notebook._transcript import AGENT, SYSTEM, YOU, Piece, PieceGroup, Transcript, static_page
 from nemo_notebook._turns import TurnStream
 from nemo_notebook._workflows import (
     ExportNames,
@@ -47,19 +63,55 @@ from nemo_notebook._workflows import (
 
 __all__ = ["Panel"]
 
-STOPPED_STATUS = (
-    "Stopped. Nothing was re-sent; the server may still finish this turn. "
-    "Press “Show tracks” or run `%nemo status` to see what it did."
-)
-_ACTION_LABELS = {"export": "Export", "status": "Show tracks", "credits": "Credits"}
+_ASSETS = Path(__file__).with_name("_panel_assets")
+_ACTIONS = ("export", "status", "credits")  # the suggestions that become chips, in this order
 
 
-class Panel(widgets.VBox):
-    """A prompt panel on one NemoVideo session.
+def _asset(name: str) -> str:
+    return (_ASSETS / name).read_text(encoding="utf-8")
+
+
+class Panel(anywidget.AnyWidget):
+    """A chat panel on one NemoVideo session.
 
     ``Panel()`` connects lazily with the defaults (environment ``NEMO_TOKEN``,
-    ``NEMO_API_URL``…) on the first request; pass ``client`` or ``session`` to reuse one.
+    ``NEMO_API_URL``…) on the first request; pass ``client`` or ``session`` to reuse one. A
+    panel opened on a session that already has turns shows them, with the timeline and credits.
     """
+
+    _esm = _asset("panel.js")
+    _css = _asset("panel.css")
+
+    #: The view's labels in the panel's language (one EN/ZH table, :mod:`._panel_views`).
+    labels = t.Dict().tag(sync=True)
+    panel_id = t.Unicode("").tag(sync=True)
+    session_label = t.Unicode("").tag(sync=True)
+    #: True while a worker (turn, export, upload…) runs; ``activity`` says which.
+    busy = t.Bool(False).tag(sync=True)
+    activity = t.Unicode("").tag(sync=True)
+    #: Stop is enabled only while a chat turn runs (an export cannot be stopped).
+    can_stop = t.Bool(False).tag(sync=True)
+    status = t.Unicode("").tag(sync=True)
+    #: ``idle``, ``working``, ``done``, ``question``, ``stopped`` or ``error``.
+    status_tone = t.Unicode("idle").tag(sync=True)
+    #: Render progress 0..1 while an export runs, else -1.
+    progress = t.Float(-1.0).tag(sync=True)
+    credits = t.Unicode("").tag(sync=True)
+    credits_title = t.Unicode("").tag(sync=True)
+    #: The input box's text (the view keeps it in sync; ``submit()`` sends it).
+    prompt = t.Unicode("").tag(sync=True)
+    #: The options of the agent's open question (buttons that send the answer).
+    options = t.List(t.Unicode()).tag(sync=True)
+    #: Suggested actions as chips: ``[{"id": "export", "label": "Export video"}, …]``.
+    actions = t.List(t.Dict()).tag(sync=True)
+    timeline_html = t.Unicode("").tag(sync=True)
+    #: The latest export: its file name, MIME type and bytes (or a note when not shown).
+    export_name = t.Unicode("").tag(sync=True)
+    export_mime = t.Unicode("").tag(sync=True)
+    export_data = t.Bytes(b"").tag(sync=True)
+    export_note = t.Unicode("").tag(sync=True)
+    claim_html = t.Unicode("").tag(sync=True)
+    groups = t.List(t.Instance(PieceGroup)).tag(sync=True, **widgets.widget_serialization)
 
     def __init__(
         self,
@@ -80,146 +132,105 @@ class Panel(widgets.VBox):
     ) -> None:
         self._client = client if client is not None else session.client if session else None
         self._session = session
-        self._name = name
         self._language = language
+        self._words: Words = words_for(language)
+        self._lang = self._words.language  # "en" or "zh", for the shared workflows
         self.embed_limit_mb = embed_limit_mb
         self._stream_rate = stream_rate
         self._base_dir = Path(base_dir) if base_dir is not None else None
-        names = ExportNames(lambda: self._base_dir if self._base_dir is not None else Path.cwd())
+        names = ExportNames(lambda: self._folder())
         self._next_export_path = next_export_path or (lambda fmt: names.next_path(name, fmt))
         self._local_emulator = local_emulator
         self._clock = clock
         self.max_table_rows = max_table_rows
         self.max_image_pixels = max_image_pixels
         self._worker: threading.Thread | None = None
-        self._busy = False
-        self._activity = ""
+        self._preparing: threading.Thread | None = None
         self._stream: TurnStream | None = None
         self._stop_requested = False
         self._lock = threading.Lock()
+        self._static_id = ""
+        self._turns_shown = 0
         self.last_reply: Reply | None = None
         self.last_video: Path | None = None
         self.last_error: BaseException | None = None
         self.events_seen = 0  # events of the running turn, heartbeats included
-        self._build_widgets()
-        super().__init__(children=self._layout(), **kwargs)
-        self._add_css_hooks()
+        kwargs.setdefault("labels", self._words.labels())
+        kwargs.setdefault("panel_id", uuid.uuid4().hex[:12])
+        kwargs.setdefault("status", self._words("ready"))
+        super().__init__(**kwargs)
+        self._transcript = Transcript(self._add_group, self._words)
+        self.on_msg(self._on_view_message)
+        if session is not None:
+            self._open_on(session)
 
-    # -- widgets ---------------------------------------------------------------------------
+    def _folder(self) -> Path:
+        return self._base_dir if self._base_dir is not None else Path.cwd()
 
-    def _build_widgets(self) -> None:
-        self.prompt = widgets.Textarea(
-            placeholder="Tell NemoVideo what to make or change…  (Send)",
-            rows=3,
-            layout=widgets.Layout(width="100%"),
-        )
-        self.send_button = widgets.Button(description="Send", button_style="primary", icon="send")
-        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
-        self.export_button = widgets.Button(description="Export", icon="film")
-        self.actions_box = widgets.HBox()
-        self.options_box = widgets.HBox()  # the options of the agent's question, as buttons
-        self.status = widgets.HTML(value=_status_html("Ready."))
-        self.credits_badge = widgets.HTML(value="")
-        self.reply_view = widgets.VBox(
-            layout=widgets.Layout(max_height="24em", overflow="auto", display="block")
-        )
-        self._transcript = Transcript(self.reply_view)
-        self.tracks_view = widgets.HTML(value="")
-        self.media_box = widgets.VBox()
-        self.video_box = widgets.VBox()
-        self.claim_view = widgets.HTML(value="")
-        self.send_button.on_click(lambda _button: self.submit())
-        self.stop_button.on_click(lambda _button: self.stop())
-        self.export_button.on_click(lambda _button: self.export())
-
-    def _add_css_hooks(self) -> None:
-        """Stable class names for styling and browser tests."""
-        self.add_class("nemo-panel")
-        hooks = {
-            "nemo-prompt": self.prompt, "nemo-send": self.send_button,
-            "nemo-stop": self.stop_button, "nemo-export": self.export_button,
-            "nemo-actions": self.actions_box, "nemo-status": self.status,
-            "nemo-credits": self.credits_badge, "nemo-transcript": self.reply_view,
-            "nemo-media": self.media_box, "nemo-tracks": self.tracks_view,
-            "nemo-video": self.video_box, "nemo-options": self.options_box,
-            "nemo-claim": self.claim_view,
-        }  # fmt: skip
-        for name, widget in hooks.items():
-            widget.add_class(name)
-
-    def _layout(self) -> list[Any]:
-        buttons = widgets.HBox([self.send_button, self.stop_button, self.export_button])
-        header = widgets.HBox([self.status, self.credits_badge])
-        return [
-            self.prompt,
-            widgets.HBox([buttons, self.actions_box]),
-            header,
-            self.reply_view,
-            self.options_box,
-            self.media_box,
-            self.tracks_view,
-            self.video_box,
-            self.claim_view,
-        ]
+    def _add_group(self, group: PieceGroup) -> None:
+        self.groups = [*self.groups, group]
 
     # -- what the buttons call -------------------------------------------------------------
 
-    @property
-    def busy(self) -> bool:
-        """True while a worker (turn or export) runs."""
-        return self._busy
-
     def submit(self, text: str | None = None) -> bool:
-        """Send the prompt box's text (or ``text``); returns False when nothing was started."""
-        message = (self.prompt.value if text is None else text).strip()
+        """Send the input box's text (or ``text``); returns False when nothing was started."""
+        message = (self.prompt if text is None else text).strip()
         if not message:
-            self._set_status("Type a message first.")
+            self._set_status(self._words("type_first"), "idle")
             return False
         if self.busy:
-            self._set_status("Still working on the last request; press Stop first.")
+            self._say_busy()
             return False
         if text is None:
-            self.prompt.value = ""
-        return self._start(self._handle_message, message)
+            self.prompt = ""
+        started = self._start(self._handle_message, message, activity="message")
+        if started:
+            self.send({"event": "sent", "text": message})
+        return started
 
     def answer(self, number: int) -> bool:
-        """Answer the agent's question with its option ``number`` (what its buttons call)."""
+        """Answer the agent's open question with its option ``number`` (counted from 1),
+        what the option buttons call; without such an option, the number is sent as typed."""
+        options = list(self.options)
+        if 1 <= number <= len(options):
+            return self.submit(options[number - 1])
         return self.submit(str(number))
 
     def stop(self) -> None:
-        """Stop listening to the running turn; nothing is re-sent."""
+        """Stop listening to the running turn (and showing its result); nothing is re-sent."""
+        if self.busy and self.activity == "export":
+            self._set_status(self._words("export_cannot_stop"), "working")
+            return
         with self._lock:
             self._stop_requested = True
             stream = self._stream
         if stream is not None:
             stream.close()
         elif not self.busy:
-            self._set_status("Nothing to stop.")
-        elif self._activity == "export":
-            self._set_status("A render cannot be stopped; it finishes on the server.")
+            self._set_status(self._words("nothing_to_stop"), "idle")
 
     def export(self, format: str = "mp4") -> bool:
         """Render the draft (an MP4; ``format="png"`` for a still, or any format the server
         lists), save it next to the notebook and show it."""
         if self.busy:
-            self._set_status("Still working on the last request; press Stop first.")
+            self._say_busy()
             return False
         return self._start(self._export, export_format(format), activity="export")
 
     def upload(self, *targets: str) -> bool:
         """Upload local files (in one request) and URLs (in one more) into the session."""
         if self.busy:
-            self._set_status("Still working on the last request; press Stop first.")
+            self._say_busy()
             return False
-        return self._start(self._upload, targets)
+        return self._start(self._upload, targets, activity="upload")
 
     def show_tracks(self) -> bool:
-        """Refresh the tracks table from the session state."""
-        return self._start(self._refresh_tracks)
+        """Refresh the timeline from the session state."""
+        return self._start(self._refresh_tracks, activity="tracks")
 
     def refresh_credits(self) -> bool:
-        """Refresh the credits badge."""
-        return self._start(self._refresh_credits)
+        """Refresh the credits in the header."""
+        return self._start(self._credits_job, activity="credits")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Join the worker; True when it has finished."""
@@ -228,14 +239,54 @@ class Panel(widgets.VBox):
             worker.join(timeout)
         return not self.busy
 
+    @property
+    def transcript(self) -> str:
+        """The conversation as plain text."""
+        return self._transcript.text
+
+    @property
+    def transcript_html(self) -> str:
+        """The conversation as static, escaped HTML bubbles (with the image previews)."""
+        return self._transcript.to_html()
+
+    @property
+    def pieces(self) -> tuple[Piece, ...]:
+        """The transcript's pieces, in order (what the view draws as bubbles)."""
+        return self._transcript.pieces
+
+    # -- messages from the view ------------------------------------------------------------
+
+    def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        event = content.get("event")
+        if event == "submit":
+            text = content.get("text")
+            self.submit(text if isinstance(text, str) else None)
+        elif event == "stop":
+            self.stop()
+        elif event == "export":
+            self.export()
+        elif event == "answer" and isinstance(content.get("number"), int):
+            self.answer(content["number"])
+        elif event == "action" and content.get("id") in _ACTIONS:
+            self._run_action(str(content["id"]))
+
+    def _run_action(self, action: str) -> bool:
+        handlers: dict[str, Callable[[], bool]] = {
+            "export": self.export,
+            "status": self.show_tracks,
+            "credits": self.refresh_credits,
+        }
+        return handlers[action]()
+
     # -- the worker ------------------------------------------------------------------------
 
     def _start(self, job: Callable[..., None], *args: Any, activity: str = "") -> bool:
         if self.busy:
             return False
         self._stop_requested = False
-        self._activity = activity
-        self._set_busy(True)
+        self._set_busy(True, activity)
         self._worker = threading.Thread(
             target=self._run_job, args=(job, *args), name="nemo-panel", daemon=True
         )
@@ -244,6 +295,9 @@ class Panel(widgets.VBox):
 
     def _run_job(self, job: Callable[..., None], *args: Any) -> None:
         try:
+            preparing = self._preparing
+            if preparing is not None:
+                preparing.join()
             self.last_error = None
             job(*args)
         except Exception as exc:
@@ -252,67 +306,157 @@ class Panel(widgets.VBox):
         finally:
             with self._lock:
                 self._stream = None
-            self._set_busy(False)
+            self._set_busy(False, "")
+            self._publish_static()
 
-    def _set_busy(self, busy: bool) -> None:
-        self._busy = busy
-        self.send_button.disabled = busy
-        self.export_button.disabled = busy
-        for button in (*self.actions_box.children, *self.options_box.children):
-            button.disabled = busy
-        self.stop_button.disabled = not busy
+    def _set_busy(self, busy: bool, activity: str) -> None:
+        with self.hold_sync():
+            self.busy = busy
+            self.activity = activity
+            self.can_stop = busy and activity == "turn"
+            if not busy:
+                self.progress = -1.0
+
+    def _set_activity(self, activity: str) -> None:
+        with self.hold_sync():
+            self.activity = activity
+            self.can_stop = self.busy and activity == "turn"
+
+    def _say_busy(self) -> None:
+        key = "busy_export" if self.activity == "export" else "busy_turn"
+        self._set_status(self._words(key), "working")
 
     def _handle_message(self, text: str) -> None:
         decision = route(text)
+        if decision.intent is Intent.CHAT:
+            self._set_activity("turn")
+            self._run_turn(text)
+            return
+        self._transcript.you(text)
         if decision.intent is Intent.EXPORT:
-            self._activity = "export"
+            self._set_activity("export")
             self._export()
         elif decision.intent is Intent.CREDITS:
-            self._refresh_credits()
-            self._set_status("Credits updated.")
+            self._credits_job()
         elif decision.intent is Intent.STATUS:
             self._refresh_tracks()
-        elif decision.intent is Intent.UPLOAD:
-            self._upload(decision.arguments)
         else:
-            self._run_turn(text)
+            self._upload(decision.arguments)
+
+    # -- the session -----------------------------------------------------------------------
 
     def _ensure_session(self) -> Session:
         if self._session is None:
             if self._client is None:
                 self._client = make_client(self._language)
             self._session = self._client.create_session(language=self._language)
-            self._append(f"Connected to {self._client.api_url}.\n")
+            connected = self._words("connected", url=self._client.api_url)
+            self._transcript.write(connected + "\n")
+            self._transcript.note(connected, role=SYSTEM, plain=False)
             self._show_claim_link(self._session)
             self._refresh_credits()
         self._session.on_replaced = self._say_replaced  # whoever uses the session hears of it
+        self._show_session_label(self._session)
         return self._session
 
+    def _show_session_label(self, session: Session) -> None:
+        shown = session.id if len(session.id) <= 12 else f"{session.id[:4]}…{session.id[-4:]}"
+        self.session_label = self._words("session", id=shown)
+
     def _say_replaced(self, old_id: str, new_id: str) -> None:
-        self._append(replaced_line(old_id, new_id) + "\n")
+        self._transcript.note(replaced_line(old_id, new_id, self._lang), role=SYSTEM)
+
+    def _open_on(self, session: Session) -> None:
+        """Show what the session already holds: its turns, the timeline it streamed, and
+        (read in the background, before any work of the panel) the credits."""
+        self._show_session_label(session)
+        history = session.history
+        if not history:
+            return
+        self._catch_up(session)
+        known = session.known_state
+        if known is not None:
+            self._show_timeline(known.draft)
+        question = session.pending_question
+        if question is not None and question.options:
+            self.options = list(question.options)
+            self._set_status(self._words("question"), "question")
+        self._preparing = threading.Thread(
+            target=self._prepare, args=(known is None,), name="nemo-panel-open", daemon=True
+        )
+        self._preparing.start()
+
+    def _prepare(self, read_timeline: bool) -> None:
+        try:
+            self._refresh_credits()
+            if read_timeline and self._session is not None:
+                draft, _note = current_draft(self._session, self._lang)
+                self._show_timeline(draft)
+        except (NemoError, OSError):
+            pass  # the header and the timeline stay as they are; a request will say why
+        finally:
+            self._publish_static()
+
+    def _catch_up(self, session: Session) -> None:
+        """Turns of the session that this panel has not shown (made before it opened, or in
+        ``%%nemo`` cells since), as they were said."""
+        history = session.history
+        for turn in history[self._turns_shown :]:
+            self._show_recorded_turn(turn)
+        self._turns_shown = len(history)
+
+    def _show_recorded_turn(self, turn: Turn) -> None:
+        reply = turn.reply
+        self._transcript.you(turn.message)
+        self._transcript.begin_turn()
+        if reply.text.strip():
+            self._transcript.write(reply.text.rstrip("\n") + "\n")
+            self._transcript.words(reply.text)
+        if reply.stopped:
+            self._say_stopped_note()
+        elif reply.silent:
+            self._show_silent_turn(reply)
+        if reply.question is not None and reply.question.options:
+            self._transcript.options(reply.question.options)
+
+    # -- a chat turn -----------------------------------------------------------------------
 
     def _run_turn(self, text: str) -> None:
         session = self._ensure_session()
-        self._transcript.add(f"\n› {text}\n", kind="you")
-        self.options_box.children = ()  # the next message answers the question, whatever it is
-        text, answering = answer_for(text, session.pending_question)
+        self._catch_up(session)
+        self._transcript.you(text)
+        self.options = []  # the next message answers the question, whatever it is
+        self.actions = []
+        text, answering = answer_for(text, session.pending_question, self._lang)
         if answering:
-            self._append(answering + "\n")
-        self._set_status("Working…")
+            self._transcript.note(self._words("answering", label=text), role=YOU)
+        self._set_status(self._words("working"), "working")
         self.events_seen = 0
-        reply = stream_turn(
-            session,
-            text,
-            self._append,
-            rate=self._stream_rate,
-            clock=self._clock,
-            started=self._hold_stream,
-            on_event=self._count_event,
-        )
+        self._transcript.begin_turn()
+        view = _TurnView(self._transcript, self._words, self._clock)
+        reply: Reply | None = None
+        try:
+            reply = stream_turn(
+                session,
+                text,
+                view.write,
+                rate=self._stream_rate,
+                clock=self._clock,
+                started=self._hold_stream,
+                on_event=lambda event: self._on_event(view, event),
+                language=self._lang,
+            )
+        finally:
+            view.end(reply)
+            self._turns_shown = len(session.history)
         if reply is None:
             self._say_stopped()
             return
         self._show_reply(reply)
+
+    def _on_event(self, view: _TurnView, event: object) -> None:
+        self.events_seen += 1
+        view.on_event(event)
 
     def _hold_stream(self, stream: TurnStream) -> None:
         """Keep the running stream for Stop; a Stop pressed before it existed closes it now."""
@@ -322,12 +466,15 @@ class Panel(widgets.VBox):
         if stop_now:
             stream.close()
 
-    def _count_event(self, _event: object) -> None:
-        self.events_seen += 1
+    def _say_stopped_note(self) -> None:
+        stopped = self._words("stopped_note")
+        self._transcript.write(stopped + "\n")
+        self._transcript.note(stopped, role=AGENT, plain=False)
 
     def _say_stopped(self) -> None:
-        self._append("(stopped)\n")
-        self._set_status(STOPPED_STATUS)
+        self._say_stopped_note()
+        self.actions = [self._action("status")]
+        self._set_status(self._words("stopped"), "stopped")
 
     def _show_reply(self, reply: Reply) -> None:
         """What the turn did, step by step; a Stop between steps leaves the rest undone."""
@@ -346,180 +493,300 @@ class Panel(widgets.VBox):
             step(reply)
 
     def _show_silent_turn(self, reply: Reply) -> None:
-        if reply.silent:
-            lines = silent_turn(reply)[1] or ("the draft did not change",)
-            self._append("".join(f"· {line}\n" for line in lines))
+        if not reply.silent:
+            return
+        kind, lines = silent_turn(reply, self._lang)
+        if kind == "changes":
+            self._transcript.changes(lines)
+        elif kind == "unknown":
+            self._transcript.note(lines[0])
+        else:
+            self._transcript.note(self._words("unchanged"))
 
     def _show_reply_tracks(self, reply: Reply) -> None:
         if reply.state is not None:
-            self.tracks_view.value = self._tracks_html(reply.state.draft)
-
-    def _show_actions(self, reply: Reply) -> None:
-        self._set_actions(tuple(reply.actions))
-        self._refresh_credits()
-
-    def _show_outcome(self, reply: Reply) -> None:
-        if reply.question is not None:
-            self._show_question(reply.question)
-        else:
-            self._set_status("Done.")
-
-    def _tracks_html(self, draft: Draft) -> str:
-        return TracksTable(draft, max_rows=self.max_table_rows).to_html()
-
-    def _show_question(self, question: Question) -> None:
-        """The options as buttons that send the answer; typing an answer works too."""
-        buttons = []
-        for number, option in enumerate(question.options, 1):
-            button = widgets.Button(description=option, tooltip=f"Answer: {option}")
-            button.on_click(lambda _button, n=number: self.answer(n))
-            buttons.append(button)
-        self.options_box.children = tuple(buttons)
-        hint = "pick an answer below or type one" if buttons else "type your answer"
-        self._set_status(f"The agent asked a question: {hint}.")
+            self._show_timeline(reply.state.draft)
 
     def _show_new_images(self, reply: Reply) -> None:
         """New stills as cards: each preview is made once (at most 960 px wide) and the same
-        bytes go to the card and the saved transcript; a Stop ends the fetching."""
-        cards = []
+        bytes go to the card and the saved copy; a Stop ends the fetching."""
         client = self._ensure_session().client
         for shown in new_images(client, reply, max_pixels=self.max_image_pixels):
             if isinstance(shown, ImageView):
-                cards.append(_image_card(shown))
-                self._transcript.add_image(shown)
+                self._transcript.image(shown)
             else:
-                self._append(f"· {shown.text}\n")
+                self._transcript.note(shown.text)
             if self._stop_requested:
                 break
-        if cards:
-            self.media_box.children = tuple(cards)
 
-    def _set_actions(self, actions: tuple[str, ...]) -> None:
-        buttons = []
-        for action in dict.fromkeys(actions):
-            label = _ACTION_LABELS.get(action)
-            if label is None:
-                continue
-            button = widgets.Button(description=label, button_style="info", disabled=self.busy)
-            button.on_click(self._action_handler(action))
-            buttons.append(button)
-        self.actions_box.children = tuple(buttons)
+    def _show_actions(self, reply: Reply) -> None:
+        self.actions = [self._action(action) for action in _ACTIONS if action in reply.actions]
+        self._refresh_credits()
 
-    def _action_handler(self, action: str) -> Callable[[Any], None]:
-        handlers: dict[str, Callable[[], bool]] = {
-            "export": self.export,
-            "status": self.show_tracks,
-            "credits": self.refresh_credits,
-        }
+    def _action(self, action: str) -> dict[str, str]:
+        return {"id": action, "label": self._words(f"action_{action}")}
 
-        def handle(_button: Any) -> None:
-            handlers[action]()
+    def _show_outcome(self, reply: Reply) -> None:
+        question = reply.question
+        if question is None:
+            self._set_status(self._words("done"), "done")
+            return
+        if question.options:
+            self._transcript.options(question.options)
+        self.options = list(question.options)
+        key = "question" if question.options else "question_open"
+        self._set_status(self._words(key), "question")
 
-        return handle
+    # -- the timeline, credits, uploads ----------------------------------------------------
+
+    def _show_timeline(self, draft: Draft) -> None:
+        """The timeline card; none while the draft has no tracks (the status says so)."""
+        shown = timeline_html(draft, self._words, max_rows=self.max_table_rows)
+        self.timeline_html = shown if draft.tracks else ""
 
     def _refresh_tracks(self) -> None:
-        draft, note = current_draft(self._ensure_session())
-        self.tracks_view.value = self._tracks_html(draft)
-        summary = draft.summary(max_segments=CAPTION_SEGMENTS)
-        self._set_status(f"{summary} ({note})" if note else summary)
+        self._set_status(self._words("reading_timeline"), "working")
+        draft, note = current_draft(self._ensure_session(), self._lang)
+        self._show_timeline(draft)
+        summary = draft.summary(max_segments=CAPTION_SEGMENTS, language=self._lang)
+        self._set_status(f"{summary} ({note})" if note else summary, "done")
+
+    def _credits_job(self) -> None:
+        self._ensure_session()
+        self._refresh_credits()
+        self._set_status(self._words("credits_updated"), "done")
 
     def _refresh_credits(self) -> None:
         client = self._client if self._client is not None else self._ensure_session().client
         try:
             balance = client.credits()
         except NemoError:
-            self.credits_badge.value = _badge_html("credits: ?")
+            self.credits = self._words("credits_unknown")
             return
-        self.credits_badge.value = _badge_html(f"{balance.available} credits")
+        with self.hold_sync():
+            self.credits = self._words("credits", n=balance.available)
+            self.credits_title = self._words("credits_title", frozen=balance.frozen)
 
     def _upload(self, targets: tuple[str, ...]) -> None:
         if not targets:
-            self._set_status("Say which file or URL to upload, e.g. “upload photo.png”.")
+            self._set_status(self._words("upload_which"), "idle")
             return
+        self._set_status(self._words("uploading"), "working")
         files = upload_targets(self._ensure_session(), targets)
         names = ", ".join(uploaded.filename for uploaded in files)
-        self._append(f"· uploaded {names}\n")
-        self._set_status(f"Uploaded {names}.")
+        uploaded = self._words("uploaded", names=names)
+        self._transcript.note(uploaded, role=SYSTEM)
+        self._set_status(uploaded, "done")
+
+    # -- exports ---------------------------------------------------------------------------
 
     def _export(self, fmt: str = "mp4") -> None:
         session = self._ensure_session()
-        self._set_status("Rendering…   0%")
+        self._show_progress(0.0)
         path = render_and_save(
             session, fmt, on_progress=self._show_progress, path_for=self._next_export_path
         )
         self.last_video = path
-        self.video_box.children = (self._player(path),)
+        self._show_export(path)
         self._show_claim_link(session)
-        self._set_status(f"Saved {path.name}.")
-
-    def _player(self, path: Path) -> Any:
-        """A still as an image, a video as the player (with its MIME type), else a note."""
-        kind = media_type(path) or ""
-        too_large = path.stat().st_size >= self.embed_limit_mb * 1_000_000
-        if not kind or too_large:
-            why = "it is too large to show here" if kind else "this format does not play here"
-            note = f"Saved {path.name}; {why}, open it from the file browser."
-            return widgets.HTML(value=f"<span>{html.escape(note)}</span>")
-        major, subtype = kind.split("/", 1)
-        if major == "image":  # the same 960 px preview as generated stills (a GIF keeps frames)
-            view = ImageView(
-                path.read_bytes(), label=path.name, preview=subtype != "gif",
-                max_pixels=self.max_image_pixels,
-            )  # fmt: skip
-            if view.note:
-                return widgets.HTML(value=f"<span>{html.escape(view.note)}</span>")
-            return _image_card(view)
-        return widgets.Video(
-            value=path.read_bytes(), format=subtype, layout=widgets.Layout(max_width="100%"),
-            autoplay=False, controls=True,
-        )  # fmt: skip
+        self._transcript.note(self._words("exported_note", name=path.name), role=SYSTEM)
+        self._set_status(self._words("saved", name=path.name), "done")
 
     def _show_progress(self, fraction: float) -> None:
-        self._set_status(f"Rendering… {percent_of(fraction):3d}%")
+        with self.hold_sync():
+            self.progress = min(max(percent_of(fraction) / 100, 0.0), 1.0)
+            self.status = self._words("rendering", percent=percent_of(fraction))
+            self.status_tone = "working"
+
+    def _show_export(self, path: Path) -> None:
+        """The latest export in the view: a video (never looping), a still (the 960 px
+        preview), or a note when it is too large or does not play in a page."""
+        kind = media_type(path) or ""
+        too_large = path.stat().st_size >= self.embed_limit_mb * 1_000_000
+        data, note = b"", ""
+        if not kind or too_large:
+            note = self._words("too_large" if kind else "cannot_play", name=path.name)
+        elif kind.startswith("image/"):
+            view = ImageView(
+                path.read_bytes(), label=path.name, preview=kind != "image/gif",
+                max_pixels=self.max_image_pixels,
+            )  # fmt: skip
+            data, note, kind = view.data, view.note, view.mime_type
+        else:
+            data = path.read_bytes()
+        with self.hold_sync():
+            self.export_name = path.name
+            self.export_mime = kind if data else ""
+            self.export_data = data
+            self.export_note = note
 
     def _show_claim_link(self, session: Session) -> None:
-        link = claim_link(session, local_emulator=self._local_emulator)
-        shown = f"<span>{html.escape(link)}</span>" if isinstance(link, str) else link.to_html()
-        self.claim_view.value = shown
+        link = claim_link(session, local_emulator=self._local_emulator, language=self._lang)
+        if isinstance(link, str):  # no link this time: the line says why
+            self.claim_html = f"<span>{html.escape(link)}</span>"
+        else:
+            self.claim_html = claim_html(link.url, link.note, self._words)
 
-    # -- text ------------------------------------------------------------------------------
+    # -- status and errors -----------------------------------------------------------------
 
-    def _append(self, text: str) -> None:
-        self._transcript.add(text)
-
-    @property
-    def transcript(self) -> str:
-        """The plain text shown in the reply area."""
-        return self._transcript.text
-
-    @property
-    def transcript_html(self) -> str:
-        """The whole conversation as one static, escaped HTML document (with the image
-        previews), e.g. ``IPython.display.HTML(panel.transcript_html)`` to keep it in a saved
-        notebook that has no widget state."""
-        return self._transcript.to_html()
-
-    def _set_status(self, text: str) -> None:
-        self.status.value = _status_html(text)
+    def _set_status(self, text: str, tone: str) -> None:
+        with self.hold_sync():
+            self.status = text
+            self.status_tone = tone
 
     def _show_error(self, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
-        self._append(f"error: {message}\n")
-        self.status.value = (
-            f"<span style='color:#b00020'><b>{html.escape(type(exc).__name__)}</b>: "
-            f"{html.escape(message)}</span>"
-        )
+        self._transcript.error(message)
+        self._set_status(self._words("error", message=message), "error")
+
+    # -- display: the live view and the static copy ----------------------------------------
+
+    def _plain_head(self) -> str:
+        label = f" · {self.session_label}" if self.session_label else ""
+        return f"NemoVideo{label}. {self._words('static_note')}"
+
+    def _static_bundle(self) -> dict[str, str]:
+        body = [self._transcript.to_html()]
+        if self.timeline_html:  # the table shows without a click in a saved copy
+            closed = "<details class='nemo-tl-details'>"
+            shown = self.timeline_html.replace(closed, "<details open>")
+            body.append(f"<div class='nemo-s-timeline'>{shown}</div>")
+        if self.last_video is not None:
+            body.append(self._static_export(self.last_video))
+        page = static_page(self.panel_id, self._plain_head(), body)
+        return {"text/html": page, "text/plain": self._plain_head() + "\n" + self.transcript}
+
+    def _static_export(self, path: Path) -> str:
+        try:
+            src = relative_src(path, self._folder())
+        except ValueError:  # another drive on Windows
+            src = path.as_uri()
+        title = html.escape(self._words("latest_export"))
+        link = f"<a href='{html.escape(src, quote=True)}'>{html.escape(path.name)}</a>"
+        return f"<div class='nemo-s-export'><b>{title}:</b> {link}</div>"
+
+    def _widget_bundle(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        bundle = super()._repr_mimebundle_()
+        return (dict(bundle[0]), dict(bundle[1])) if bundle else ({}, {})
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The widget view, with the static copy as ``text/html`` and ``text/plain``."""
+        data, metadata = self._widget_bundle()
+        return {**data, **self._static_bundle()}, metadata
+
+    def _ipython_display_(self) -> None:
+        """Two outputs: the live view, and the static copy under a display id (the live view
+        hides it; saved notebooks and HTML exports show it). The copy is re-published after
+        each piece of work, so the live view itself is never re-rendered."""
+        from IPython.display import display
+
+        data, metadata = self._widget_bundle()
+        data = {
+            **data,
+            "text/plain": "NemoVideo chat panel (a live widget; its saved copy follows)",
+            "text/html": "<!-- NemoVideo chat panel: the conversation is in the next output -->",
+        }
+        display(data, raw=True, metadata=metadata)
+        self._static_id = self._static_id or f"nemo-panel-{self.panel_id}"
+        display(self._static_bundle(), raw=True, display_id=self._static_id)
+
+    def _publish_static(self) -> None:
+        if not self._static_id:
+            return
+        try:
+            from IPython.display import update_display
+
+            update_display(self._static_bundle(), raw=True, display_id=self._static_id)
+        except Exception:  # the copy is best effort; the live panel is what matters
+            return
 
 
-def _status_html(text: str) -> str:
-    return f"<span>{html.escape(text)}</span>"
+class _TurnView:
+    """One agent turn in the transcript, fed by :func:`stream_turn`: ``on_event`` queues what
+    an event shows, and each (rate-limited) ``write`` of the stream shows what is queued, so
+    the bubble updates at most as often as the stream writes (~10 times a second). Text goes
+    into the agent's words (Markdown); a tool call is a status line that runs until its result,
+    the next words or the end of the turn, then shows how long it took."""
 
+    def __init__(self, transcript: Transcript, words: Words, clock: Callable[[], float]) -> None:
+        self._transcript = transcript
+        self._words = words
+        self._clock = clock
+        self._queue: list[object] = []
+        self._shown: list[str] = []
+        self._running: list[tuple[ToolCall, Piece, float]] = []
+        self._lock = threading.Lock()
 
-def _badge_html(text: str) -> str:
-    style = "margin-left:1em;padding:0 .5em;border-radius:.8em;background:#eef;font-size:90%"
-    return f"<span style='{style}'>{html.escape(text)}</span>"
+    def on_event(self, event: object) -> None:
+        if isinstance(event, TextDelta | ToolCall | ToolResult | StillWorking | Recovering):
+            with self._lock:
+                self._queue.append(event)
 
+    def write(self, chunk: str) -> None:
+        self._transcript.write(chunk)
+        self.flush()
 
-def _image_card(view: ImageView) -> Any:
-    kind = (image_mime_type(view.data) or "image/png").split("/")[1]
-    return widgets.Image(value=view.data, format=kind, layout={"max_width": "100%"})
+    def flush(self) -> None:
+        with self._lock:
+            queued, self._queue = self._queue, []
+        words: list[str] = []  # consecutive text: one update of the words piece
+        for event in queued:
+            if isinstance(event, TextDelta):
+                words.append(event.text)
+                continue
+            if words:
+                self._show(TextDelta("".join(words)))
+                words.clear()
+            self._show(event)
+        if words:
+            self._show(TextDelta("".join(words)))
+
+    def _show(self, event: object) -> None:
+        if isinstance(event, TextDelta):
+            self._finish_running()
+            self._shown.append(event.text)
+            self._transcript.words(event.text)
+        elif isinstance(event, ToolCall):
+            piece = self._transcript.status(event.status_in(self._words.language))
+            self._running.append((event, piece, self._clock()))
+        elif isinstance(event, ToolResult):
+            self._finish_running(event)
+        elif isinstance(event, StillWorking):
+            self._still_working(event)
+        elif isinstance(event, Recovering):
+            self._transcript.note(self._words("recovering"), plain=False)
+
+    def _still_working(self, event: StillWorking) -> None:
+        if not self._running:
+            minutes = max(1, round(event.elapsed_s / 60))
+            self._transcript.note(self._words("still_working", minutes=minutes), plain=False)
+            return
+        now = self._clock()
+        for _call, piece, started in self._running:
+            piece.elapsed = max(now - started, 0.0)
+
+    def _finish_running(self, result: ToolResult | None = None) -> None:
+        now = self._clock()
+        keep = []
+        for call, piece, started in self._running:
+            matches = result is None or (
+                call.call_id == result.call_id if result.call_id else call.name == result.name
+            )
+            if matches:
+                text = call.status_in(self._words.language)
+                self._transcript.finish_status(piece, text, max(now - started, 0.0))
+            else:
+                keep.append((call, piece, started))
+        self._running = keep
+
+    def end(self, reply: Reply | None) -> None:
+        """The stream is over: show what is queued, the text that only came with the final
+        reply, and end the running status lines."""
+        self.flush()
+        if reply is not None:
+            shown = "".join(self._shown)
+            tail = reply.text if not shown else reply.text[len(shown) :]
+            if tail and reply.text.startswith(shown):
+                self._transcript.words(tail)
+        self._finish_running()
+        self._transcript.close_words()

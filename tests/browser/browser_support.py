@@ -91,6 +91,7 @@ class LabServer:
     token: str
     root_dir: Path
     log_path: Path
+    settings_dir: Path
 
     def url(self, path: str) -> str:
         """An absolute URL on the server, with the token as a query parameter."""
@@ -207,7 +208,8 @@ def start_lab(root_dir: Path, home: Path) -> LabServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in pytest reaches pytest, which then stops it
         )
-    server = LabServer(process, f"http://127.0.0.1:{port}", token, root_dir, log_path)
+    settings_dir = Path(env["JUPYTERLAB_SETTINGS_DIR"])
+    server = LabServer(process, f"http://127.0.0.1:{port}", token, root_dir, log_path, settings_dir)
     try:
         wait_until_answering(server)
     except BaseException:
@@ -508,19 +510,36 @@ def launch_browser(playwright: Any, profile_dir: Path) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# The prompt panel (nemo_notebook.Panel) as rendered by ipywidgets
+# The chat panel (nemo_notebook.Panel, an anywidget view) and the frontends it is checked in
 
-PANEL_PROMPT_PLACEHOLDER = "Tell NemoVideo"
+#: Theme names as JupyterLab and Notebook 7 list them (``@jupyterlab/apputils-extension:themes``).
+LIGHT_THEME = "JupyterLab Light"
+DARK_THEME = "JupyterLab Dark"
+THEMES_SETTINGS = "@jupyterlab/apputils-extension/themes.jupyterlab-settings"
+
+
+def set_theme(server: LabServer, theme: str) -> None:
+    """The theme pages opened from now on start with (JupyterLab and Notebook 7 read the
+    user settings when a page loads)."""
+    target = server.settings_dir / THEMES_SETTINGS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps({"theme": theme}))
+
+
+def open_in_notebook7(lab: LabPage, relative_path: str, timeout_s: float = 90) -> Any:
+    """Open a notebook in Notebook 7 (served by the same server) and wait for an idle kernel."""
+    lab.page.goto(lab.server.url(f"/notebooks/{relative_path}"))
+    panel = lab.page.locator(".jp-NotebookPanel:has(.jp-Notebook):visible").first
+    panel.wait_for(state="visible", timeout=timeout_s * 1000)
+    lab.watch("notebook", panel)
+    indicator = panel.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]')
+    indicator.wait_for(state="attached", timeout=timeout_s * 1000)
+    return panel
 
 
 @dataclass
 class PanelParts:
-    """Locators for the parts of a rendered prompt panel.
-
-    Each part is found by its ``nemo-*`` CSS class when the panel has one (see
-    :data:`PANEL_CLASSES`), otherwise by what ipywidgets renders today: the prompt's
-    placeholder, the button labels and the order of the panel's children.
-    """
+    """Locators for the parts of a rendered chat panel, by their ``nemo-*`` classes."""
 
     root: Any
     prompt: Any
@@ -528,57 +547,84 @@ class PanelParts:
     stop: Any
     export: Any
     status: Any
-    reply: Any
+    credits: Any
+    log: Any
+    options: Any
     tracks: Any
     video: Any
+    lightbox: Any
+
+    @property
+    def reply(self) -> Any:
+        """The conversation (every bubble)."""
+        return self.log
+
+    def agent_bubbles(self) -> Any:
+        return self.log.locator(".nemo-bubble-nemo")
+
+    def tone(self) -> str:
+        """The status line's tone: idle, working, done, question, stopped or error."""
+        return str(self.root.get_attribute("data-tone") or "")
 
     @classmethod
     def find(cls, scope: Any, timeout_s: float = 30) -> PanelParts:
         """The first panel inside ``scope`` (a page or a locator), once it has rendered."""
-        fallback_root = f'.widget-vbox:has(textarea[placeholder^="{PANEL_PROMPT_PLACEHOLDER}"])'
-        root = _prefer(scope.locator(".nemo-panel"), scope.locator(fallback_root))
-        # Children render asynchronously; the last of the three buttons means all are there.
-        root.locator("button", has_text=_label("Export")).first.wait_for(timeout=timeout_s * 1000)
-        children_html = root.locator(":scope > .widget-html")
-
-        def part(css_class: str, fallback: Any) -> Any:
-            return _prefer(root.locator(css_class), fallback)
-
-        def button(css_class: str, label: str) -> Any:
-            return part(css_class, root.locator("button", has_text=_label(label)))
-
+        root = scope.locator(".nemo-panel").first
+        root.locator("button.nemo-export").wait_for(timeout=timeout_s * 1000)
         return cls(
             root=root,
-            prompt=part(".nemo-prompt textarea", root.locator("textarea")),
-            send=button(".nemo-send", "Send"),
-            stop=button(".nemo-stop", "Stop"),
-            export=button(".nemo-export", "Export"),
-            status=part(
-                ".nemo-status", root.locator(":scope > .widget-hbox").nth(1).locator(".widget-html")
-            ),
-            reply=part(".nemo-transcript", children_html.nth(0)),
-            tracks=part(".nemo-tracks", children_html.nth(1)),
-            video=part(".nemo-video video", root.locator("video")),
+            prompt=root.locator("textarea.nemo-prompt"),
+            send=root.locator("button.nemo-send"),
+            stop=root.locator("button.nemo-stop"),
+            export=root.locator("button.nemo-export"),
+            status=root.locator(".nemo-status"),
+            credits=root.locator(".nemo-credits"),
+            log=root.locator(".nemo-log"),
+            options=root.locator("button.nemo-option"),
+            tracks=root.locator(".nemo-tracks"),
+            video=root.locator(".nemo-video video"),
+            lightbox=root.locator(".nemo-lightbox"),
         )
 
 
-# The classes the panel's widgets would carry (``widget.add_class``) for stable selectors.
-PANEL_CLASSES = {
-    "Panel (the VBox)": "nemo-panel",
-    "prompt Textarea": "nemo-prompt",
-    "Send / Stop / Export buttons": "nemo-send, nemo-stop, nemo-export",
-    "suggested-actions HBox": "nemo-actions",
-    "status HTML / credits badge HTML": "nemo-status, nemo-credits",
-    "reply_view HTML (the transcript)": "nemo-transcript",
-    "media_box VBox / tracks_view HTML / video_box VBox": "nemo-media, nemo-tracks, nemo-video",
+# The WCAG contrast ratio of an element's text with what is behind it: semi-transparent colours
+# (rgba, or the color(srgb …) that color-mix() computes to) are composited over the ancestors'
+# backgrounds down to the first opaque one (or the page's).
+CONTRAST_JS = r"""
+(node) => {
+  const parse = (text) => {
+    let m = text.match(/rgba?\(([^)]+)\)/);
+    if (m) {
+      const v = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+      return [v[0] / 255, v[1] / 255, v[2] / 255, v.length > 3 ? v[3] : 1];
+    }
+    m = text.match(/color\(srgb ([^)]+)\)/);
+    if (m) {
+      const v = m[1].split(/[ /]+/).filter(Boolean).map(Number);
+      return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1];
+    }
+    return [0, 0, 0, 0];
+  };
+  const over = (top, bottom) => {
+    const a = top[3] + bottom[3] * (1 - top[3]);
+    if (!a) return [0, 0, 0, 0];
+    const mix = (i) => (top[i] * top[3] + bottom[i] * bottom[3] * (1 - top[3])) / a;
+    return [mix(0), mix(1), mix(2), a];
+  };
+  const layers = [];
+  for (let el = node; el; el = el.parentElement) {
+    const bg = parse(getComputedStyle(el).backgroundColor);
+    if (bg[3] > 0) layers.push(bg);
+    if (bg[3] >= 1) break;
+  }
+  let back = [1, 1, 1, 1];
+  for (const layer of layers.reverse()) back = over(layer, back);
+  const fore = over(parse(getComputedStyle(node).color), back);
+  const lum = (c) => {
+    const f = (x) => (x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+  };
+  const [hi, lo] = [lum(fore), lum(back)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
 }
-
-
-def _prefer(primary: Any, fallback: Any) -> Any:
-    """``primary`` when it matches anything now, else ``fallback`` (first match of either)."""
-    return primary.first if primary.count() else fallback.first
-
-
-def _label(text: str) -> re.Pattern[str]:
-    # A button's accessible name also holds its icon glyph, so its text is matched instead.
-    return re.compile(rf"^\s*{re.escape(text)}\s*$")
+"""
