@@ -201,6 +201,9 @@ class Panel(anywidget.AnyWidget):
         if self.busy and self.activity == "export":
             self._set_status(self._words("export_cannot_stop"), "working")
             return
+        if self.busy and self.activity not in ("turn", "message"):  # a short request
+            self._set_status(self._words("nothing_to_stop"), "working")
+            return
         with self._lock:
             self._stop_requested = True
             stream = self._stream
@@ -233,10 +236,12 @@ class Panel(anywidget.AnyWidget):
         return self._start(self._credits_job, activity="credits")
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Join the worker; True when it has finished."""
-        worker = self._worker
-        if worker is not None:
-            worker.join(timeout)
+        """Join the worker (and the reading of credits and timeline when the panel opened on
+        a session with turns); True when it has finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in (self._preparing, self._worker):
+            if thread is not None:
+                thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
         return not self.busy
 
     @property
@@ -323,8 +328,8 @@ class Panel(anywidget.AnyWidget):
             self.can_stop = self.busy and activity == "turn"
 
     def _say_busy(self) -> None:
-        key = "busy_export" if self.activity == "export" else "busy_turn"
-        self._set_status(self._words(key), "working")
+        keys = {"export": "busy_export", "turn": "busy_turn"}
+        self._set_status(self._words(keys.get(self.activity, "busy")), "working")
 
     def _handle_message(self, text: str) -> None:
         decision = route(text)
@@ -337,10 +342,13 @@ class Panel(anywidget.AnyWidget):
             self._set_activity("export")
             self._export()
         elif decision.intent is Intent.CREDITS:
+            self._set_activity("credits")
             self._credits_job()
         elif decision.intent is Intent.STATUS:
+            self._set_activity("tracks")
             self._refresh_tracks()
         else:
+            self._set_activity("upload")
             self._upload(decision.arguments)
 
     # -- the session -----------------------------------------------------------------------

@@ -87,6 +87,9 @@ function render({ model, el }) {
   $(".nemo-empty-title").textContent = word("empty_title");
   $(".nemo-empty-hint").textContent = word("empty_hint");
   $(".nemo-card-title").textContent = word("latest_export");
+  for (const [button, key] of [[sendButton, "send"], [stopButton, "stop"], [exportButton, "export"]]) {
+    button.setAttribute("aria-label", word(key)); // the label hides in narrow panels
+  }
   sendButton.querySelector("span").textContent = word("send");
   sendButton.title = word("send_title");
   stopButton.querySelector("span").textContent = word("stop");
