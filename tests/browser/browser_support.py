@@ -281,7 +281,8 @@ _WATCH_STDOUT_JS = """
   window.__nemoStdout = {};
   const snapshot = () => {
     notebook.querySelectorAll('.jp-CodeCell').forEach((cell, index) => {
-      const outputs = cell.querySelectorAll('.jp-OutputArea-output[data-mime-type="STDOUT"]');
+      const selector = '.jp-OutputArea-output[data-mime-type="STDOUT"], .nemo-turn';
+      const outputs = cell.querySelectorAll(selector);
       const length = [...outputs].map((node) => node.textContent).join('').length;
       const seen = (window.__nemoStdout[index] ||= []);
       if (length && seen[seen.length - 1] !== length) seen.push(length);
@@ -380,7 +381,8 @@ class LabPage:
         indicator.wait_for(state="attached", timeout=timeout_s * 1000)
 
     def watch_stdout(self, panel: Any) -> None:
-        """Start recording how each code cell's stdout grows (see :meth:`stdout_growth`)."""
+        """Start recording how each code cell's stdout and formatted reply grow (see
+        :meth:`stdout_growth`)."""
         panel.locator(".jp-Notebook").evaluate(_WATCH_STDOUT_JS)
 
     def stdout_growth(self) -> dict[int, list[int]]:
@@ -435,6 +437,11 @@ class LabPage:
     def code_cell_outputs(self, panel: Any, index: int) -> Any:
         """The output area of the ``index``-th code cell."""
         return panel.locator(".jp-CodeCell").nth(index).locator(".jp-OutputArea")
+
+    def turn_text(self, panel: Any, index: int) -> str:
+        """The text of the formatted ``%%nemo`` reply under the ``index``-th code cell."""
+        outputs = self.code_cell_outputs(panel, index)
+        return "\n".join(outputs.locator(".nemo-turn").all_inner_texts())
 
     def stdout_text(self, panel: Any, index: int) -> str:
         """The stdout text shown under the ``index``-th code cell."""

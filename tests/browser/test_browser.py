@@ -267,15 +267,18 @@ def test_quickstart_streams_shows_tracks_and_plays_the_export(lab: LabPage, work
 
     panel = open_and_run_all(lab, notebook)
 
-    replies = {index: lab.stdout_text(panel, index) for index in chats}
+    replies = {index: lab.turn_text(panel, index) for index in chats}
     reply_lines = [
         line for text in replies.values() for line in text.splitlines() if _is_reply_line(line)
     ]
-    assert reply_lines, f"no reply text under the %%nemo cells: {replies}"
+    assert reply_lines, f"no formatted reply under the %%nemo cells: {replies}"
+    assert all("NemoVideo · local emulator" in text for text in replies.values()), replies
     growth = lab.stdout_growth()
     assert any(len(growth.get(index, [])) >= 2 for index in chats), (
-        f"no %%nemo reply arrived in pieces (stdout lengths seen per cell: {growth})"
+        f"no %%nemo reply arrived in pieces (reply lengths seen per cell: {growth})"
     )
+    words = lab.watch("formatted reply", panel.locator(".nemo-turn .nemo-words").first)
+    assert words.evaluate("(node) => getComputedStyle(node).fontFamily").find("monospace") < 0
 
     table = lab.watch("tracks table", panel.locator(".jp-OutputArea-output table").last)
     table.wait_for(state="visible")
@@ -300,9 +303,10 @@ def test_quickstart_streams_shows_tracks_and_plays_the_export(lab: LabPage, work
 
 
 def _is_reply_line(line: str) -> bool:
-    """Agent text, not a status line ("· adding music…") or a connection notice."""
+    """Agent text, not a status line ("· adding music…"), the backend line or a notice."""
     stripped = line.strip()
-    return bool(stripped) and not stripped.startswith(("·", "Started the local", "Connected to"))
+    notices = ("·", "Started the local", "Connected to", "NemoVideo ·")
+    return bool(stripped) and not stripped.startswith(notices)
 
 
 def _video_file_name(fallback_text: str) -> str:

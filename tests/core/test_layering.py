@@ -20,7 +20,7 @@ CORE = {
 }  # fmt: skip
 NOTEBOOK = {
     "_commands", "_display", "_magics", "_markdown", "_media_views", "_notebook_words", "_panel",
-    "_panel_views", "_transcript", "_turn_view", "_workflows", "_workspace",
+    "_panel_turn", "_panel_views", "_transcript", "_turn_view", "_workflows", "_workspace",
 }  # fmt: skip
 EMULATOR_MAY_IMPORT = {"_draft", "_protocol", "_private_files"}
 

@@ -31,7 +31,8 @@ from fake_backend import (
 from nemo_notebook._client import NemoClient, Session
 from nemo_notebook._errors import NemoError, ServerError, StreamFailedError
 from nemo_notebook._events import Question, StillWorking, TextDelta, ToolCall, ToolResult
-from nemo_notebook._panel import Panel, _TurnView
+from nemo_notebook._panel import Panel
+from nemo_notebook._panel_turn import TurnInPanel
 from nemo_notebook._panel_views import WORDS
 from nemo_notebook._workflows import replaced_line
 
@@ -177,7 +178,7 @@ def test_streamed_words_update_at_most_ten_times_a_second(tmp_path: Path) -> Non
 
     panel = Panel(session=idle_session(tmp_path))
     now = [0.0]
-    view = _TurnView(panel._transcript, panel._words, lambda: now[0])
+    view = TurnInPanel(panel._transcript, panel._words, lambda: now[0])
     printer = TurnPrinter(StreamSink(view.write, rate=10, clock=lambda: now[0]))
     updates: list[str] = []
     for number in range(100):  # 100 pieces of text within one second
@@ -197,7 +198,7 @@ def test_streamed_words_update_at_most_ten_times_a_second(tmp_path: Path) -> Non
 def test_a_long_tool_call_shows_its_elapsed_time(tmp_path: Path) -> None:
     panel = Panel(session=idle_session(tmp_path))
     now = [100.0]
-    view = _TurnView(panel._transcript, panel._words, lambda: now[0])
+    view = TurnInPanel(panel._transcript, panel._words, lambda: now[0])
     view.on_event(ToolCall("generate_video", {"prompt": "sea"}, "call_v"))
     view.write("· generating video…\n")  # a (rate-limited) write of the stream shows it
     (status,) = pieces_of(panel, "status")
@@ -220,7 +221,7 @@ def test_a_long_tool_call_shows_its_elapsed_time(tmp_path: Path) -> None:
     assert panel.transcript == (
         "· generating video…\n· still working… (2 min so far, nothing needs doing)\n"
     )
-    quick = _TurnView(panel._transcript, panel._words, lambda: now[0])
+    quick = TurnInPanel(panel._transcript, panel._words, lambda: now[0])
     quick.on_event(ToolCall("add_music", {}, "call_m"))
     quick.end(None)  # a tool that answered at once shows no time
     assert pieces_of(panel, "status")[-1].html == "<span class='nemo-st-text'>adding music…</span>"
