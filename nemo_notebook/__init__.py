@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._batch import BatchResult, BatchRow, RowResult, read_batch_csv
 from ._client import NemoClient, Session
 from ._config import Limits, Timing
 from ._draft import Draft, Segment, SessionState, Track
@@ -72,6 +73,8 @@ from ._events import (
     Unparsed,
 )
 from ._export import RenderJob
+from ._jobs import TurnJob
+from ._ledger import Ledger
 from ._models import Credits, Reply, Turn, UploadedFile
 from ._turns import TurnStream
 from ._version import __version__
@@ -83,6 +86,8 @@ __all__ = [
     "APIError",
     "AuthError",
     "BadRequestError",
+    "BatchResult",
+    "BatchRow",
     "CancelNotSupportedError",
     "ClientClosedError",
     "ClientIdError",
@@ -96,6 +101,7 @@ __all__ = [
     "FileTooLargeError",
     "Heartbeat",
     "InsufficientCreditsError",
+    "Ledger",
     "LimitExceededError",
     "Limits",
     "NemoClient",
@@ -110,6 +116,7 @@ __all__ = [
     "RenderJob",
     "RenderTimeoutError",
     "Reply",
+    "RowResult",
     "ScopeError",
     "Segment",
     "ServerError",
@@ -130,6 +137,7 @@ __all__ = [
     "Turn",
     "TurnComplete",
     "TurnError",
+    "TurnJob",
     "TurnStream",
     "TurnTimeoutError",
     "Unparsed",
@@ -137,6 +145,7 @@ __all__ = [
     "UploadedFile",
     "__version__",
     "load_ipython_extension",
+    "read_batch_csv",
     "unload_ipython_extension",
 ]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -31,6 +31,7 @@ from ._errors import (
 from ._events import Event, Question
 from ._export import RenderJob
 from ._http import Connection, field, list_field, optional_str
+from ._jobs import TurnJob
 from ._models import Credits, Reply, Turn, UploadedFile
 from ._protocol import (
     DEFAULT_EXPORT_FORMAT,
@@ -39,6 +40,10 @@ from ._protocol import (
     language_code,
 )
 from ._turns import SessionLink, TurnStream
+
+if TYPE_CHECKING:
+    from ._batch import BatchResult, BatchRow, RowResult
+    from ._ledger import Ledger
 
 __all__ = [
     "MAX_UPLOAD_BYTES",
@@ -173,6 +178,28 @@ class NemoClient:
             raise ValueError("session_id is empty; pass the id of an existing session.")
         return Session(self, session_id)
 
+    def batch(
+        self,
+        rows: Iterable[BatchRow | Mapping[str, Any] | str],
+        *,
+        out_dir: str | os.PathLike[str] = ".",
+        concurrency: int = 5,
+        ledger: Ledger | None = None,
+        format: str = DEFAULT_EXPORT_FORMAT,
+        retry_failed: bool = False,
+        on_row: Callable[[RowResult], None] | None = None,
+    ) -> BatchResult:
+        """Give each row (``prompt``, optional ``input`` file or URL) its own session, turn
+        and render, ``concurrency`` rows at a time; every step goes to the ``ledger`` (default:
+        ``.nemo/`` in the working directory) first, so running the same rows again continues
+        where they stopped. One failing row never stops the others. See :mod:`._batch`."""
+        from ._batch import run_batch
+
+        return run_batch(
+            self, rows, out_dir=out_dir, concurrency=concurrency, ledger=ledger, format=format,
+            retry_failed=retry_failed, on_row=on_row,
+        )  # fmt: skip
+
     def credits(self) -> Credits:
         """The account's credit balance."""
         return Credits.from_api(self.call("GET", "/api/credits/balance/simple"))
@@ -267,6 +294,17 @@ class Session:
             raise ValueError("The message is empty; say what the agent should do.")
         return TurnStream(self, text, self._link, on_wait)
 
+    def submit(
+        self,
+        text: str,
+        *,
+        on_event: Callable[[Event], None] | None = None,
+        on_done: Callable[[TurnJob], None] | None = None,
+    ) -> TurnJob:
+        """Send one message and return at once: the turn runs in a worker thread and the
+        :class:`TurnJob` has its ``status``, ``wait()``, ``result()`` and ``cancel()``."""
+        return TurnJob(self, text, on_event=on_event, on_done=on_done)
+
     def send(self, text: str, on_event: Callable[[Event], None] | None = None) -> Reply:
         """Run one turn to its end and return the :class:`Reply`.
 
@@ -350,18 +388,22 @@ class Session:
 
     # -- export
 
-    def export(self, quality: str = "high", format: str = DEFAULT_EXPORT_FORMAT) -> RenderJob:
+    def export(
+        self,
+        quality: str = "high",
+        format: str = DEFAULT_EXPORT_FORMAT,
+        *,
+        on_change: Callable[[RenderJob], None] | None = None,
+    ) -> RenderJob:
         """Submit the draft for rendering (PROTOCOL §5); one export per session at a time.
 
         ``format`` goes to the render body's ``output.format`` (``mp4``; ``png`` for a still;
         whatever else the server lists). A server without a state endpoint exports the draft
-        this session's turns streamed.
+        this session's turns streamed. ``on_change(job)`` hears of the render id before each
+        submit is sent and of every status read (a job ledger keeps them).
         """
         fmt = format.strip().lower().lstrip(".") or DEFAULT_EXPORT_FORMAT
-        if not self._export_lock.acquire(blocking=False):
-            raise ExportInProgressError(
-                "An export of this session is already running; wait for it to finish."
-            )
+        self._take_export_lock()
         try:
             draft = self._draft_for_export()
             if not draft.ready_for_export:
@@ -370,11 +412,33 @@ class Session:
                     "e.g. 'generate a realistic image of a futuristic city at night'."
                 )
             job = RenderJob(self, draft.to_dict(), quality, self._export_lock, fmt)
+            job.on_change = on_change
             job.submit()
         except BaseException:
             self._export_lock.release()
             raise
         return job
+
+    def attach_export(
+        self,
+        render_id: str,
+        format: str = DEFAULT_EXPORT_FORMAT,
+        *,
+        on_change: Callable[[RenderJob], None] | None = None,
+    ) -> RenderJob:
+        """A handle on a render submitted earlier (by another kernel, say), by its id; no
+        request is made. Wait for it and download it as any export; it is not resubmitted."""
+        self._take_export_lock()
+        job = RenderJob(self, {}, "high", self._export_lock, format or DEFAULT_EXPORT_FORMAT)
+        job.id, job.status, job.submits = render_id, "pending", RenderJob.MAX_SUBMITS
+        job.on_change = on_change
+        return job
+
+    def _take_export_lock(self) -> None:
+        if not self._export_lock.acquire(blocking=False):
+            raise ExportInProgressError(
+                "An export of this session is already running; wait for it to finish."
+            )
 
     def _draft_for_export(self) -> Draft:
         try:

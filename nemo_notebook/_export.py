@@ -66,6 +66,9 @@ class RenderJob:
         self.submits = 0
         self._percent_scale = False
         self._lock: threading.Lock | None = lock
+        #: Called with the job when its id is set (before the submit is sent) and after
+        #: every status read.
+        self.on_change: Callable[[RenderJob], None] | None = None
 
     def __repr__(self) -> str:
         return f"<RenderJob id={self.id!r} status={self.status!r} progress={self.progress:.0%}>"
@@ -95,6 +98,7 @@ class RenderJob:
         self.submits += 1
         self.id = f"render_{uuid.uuid4().hex}"
         self.status, self.progress, self.error, self._percent_scale = "new", 0.0, None, False
+        self._changed()
         data = self._connection.call(
             "POST",
             RENDER_SUBMIT_PATH,
@@ -107,7 +111,9 @@ class RenderJob:
             merge_top_level=True,
         )
         self._update(data)
-        self.status = self.status if self.status != "new" else "pending"
+        if self.status == "new":
+            self.status = "pending"
+            self._changed()
 
     def refresh(self) -> RenderJob:
         """Read the job's status once."""
@@ -127,6 +133,11 @@ class RenderJob:
         url = output.get("url") or data.get("outputUrl") or data.get("output_url")
         self.output_url = str(url) if url else self.output_url
         self.error = str(data["error"]) if data.get("error") else self.error
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
 
     def wait(self, on_progress: Callable[[float], None] | None = None) -> RenderJob:
         """Poll with back-off until completed; one resubmit with a new id if it fails."""
@@ -153,6 +164,13 @@ class RenderJob:
                 delay = min(delay * 1.5, timing.render_poll_max)
         finally:
             self._release()
+
+    def result(self) -> RenderJob:
+        """The completed job (:meth:`wait`, if it is not done yet); download it with
+        :meth:`download`. Raises when the render failed."""
+        if self.status == "completed":
+            return self
+        return self.wait()
 
     def _poll_once(self) -> None:
         try:
@@ -199,6 +217,7 @@ class RenderJob:
         self._update(data)
         if self.status not in ("failed", "cancelled", "completed"):
             self.status = "cancelled"
+            self._changed()
         self._release()
         return self
 

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from ._client import Session
     from ._gui_text import StreamTranslator
 
-__all__ = ["SessionLink", "TurnAssembly", "TurnStream"]
+__all__ = ["SessionLink", "TurnAssembly", "TurnStream", "poll_until_changed"]
 
 log = logging.getLogger("nemo_notebook")
 
@@ -332,36 +332,48 @@ class TurnStream:
             _shutdown_socket(self._response)
 
     def _recover(self, before: SessionState | None, reason: str) -> SessionState | None:
-        """PROTOCOL §3 rule 3: wait, read state, report a change; give up after N unchanged.
-
-        Returns ``None`` when the turn is closed (Stop) while waiting.
-        """
-        if before is None:
-            self._closed.set()
-            raise TurnTimeoutError(
-                f"The stream {_REASONS.get(reason, reason)} and this server offers no session "
-                "state to check what happened. The message was not sent again."
+        """PROTOCOL §3 rule 3 (see :func:`poll_until_changed`); ``None`` when the turn is
+        closed (Stop) while waiting."""
+        try:
+            return poll_until_changed(
+                self.session, before, _REASONS.get(reason, reason), self._closed
             )
-        timing = self._timing
-        wait, unchanged = timing.recovery_first_wait, 0
-        while True:
-            self._clock.sleep(wait, self._closed)
-            if self._closed.is_set():
-                return None
-            with contextlib.suppress(TransportError, ServerError, RateLimitError):
-                state = self.session.state()
-                if _what_turns_change(state) != _what_turns_change(before):
-                    return state
-            unchanged += 1
-            if unchanged >= timing.recovery_max_unchanged:
-                self._closed.set()
-                raise TurnTimeoutError(
-                    f"The turn gave no result: the stream {_REASONS.get(reason, reason)}, and "
-                    f"{unchanged} state checks found no change. The message was not sent again. "
-                    "The agent may still finish: check later with session.state() or "
-                    "`%nemo status`, or send the message again to retry (a new, charged turn)."
-                )
-            wait = timing.recovery_next_wait
+        except TurnTimeoutError:
+            self._closed.set()
+            raise
+
+
+def poll_until_changed(
+    session: Session, before: SessionState | None, what_happened: str, stop: threading.Event
+) -> SessionState | None:
+    """PROTOCOL §3 rule 3, for a turn whose stream was lost: wait, read state, return it once
+    it differs from ``before``; give up after N unchanged reads. The message is never sent
+    again. Returns ``None`` when ``stop`` is set while waiting."""
+    connection = session.client.connection
+    timing, clock = connection.timing, connection.clock
+    if before is None:
+        raise TurnTimeoutError(
+            f"The stream {what_happened} and this server offers no session "
+            "state to check what happened. The message was not sent again."
+        )
+    wait, unchanged = timing.recovery_first_wait, 0
+    while True:
+        clock.sleep(wait, stop)
+        if stop.is_set():
+            return None
+        with contextlib.suppress(TransportError, ServerError, RateLimitError):
+            state = session.state()
+            if _what_turns_change(state) != _what_turns_change(before):
+                return state
+        unchanged += 1
+        if unchanged >= timing.recovery_max_unchanged:
+            raise TurnTimeoutError(
+                f"The turn gave no result: the stream {what_happened}, and "
+                f"{unchanged} state checks found no change. The message was not sent again. "
+                "The agent may still finish: check later with session.state() or "
+                "`%nemo status`, or send the message again to retry (a new, charged turn)."
+            )
+        wait = timing.recovery_next_wait
 
 
 _REASONS = {"dropped": "broke off", "timeout": "timed out (only keep-alives)"}

@@ -12,6 +12,8 @@ EXPECTED_PUBLIC_NAMES = {
     # client
     "NemoClient", "Session", "TurnStream", "Turn", "Reply", "RenderJob", "Credits",
     "UploadedFile", "Timing", "Limits",
+    # background work, the job ledger, batch
+    "TurnJob", "Ledger", "BatchRow", "BatchResult", "RowResult", "read_batch_csv",
     # draft model
     "Draft", "Track", "Segment", "SessionState",
     # events
