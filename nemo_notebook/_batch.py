@@ -272,7 +272,7 @@ class _Batch:
     def _recover(self, session: Session, record: JobRecord) -> None:
         before_raw = record.before()
         before = SessionState.from_api(before_raw) if before_raw is not None else None
-        state = poll_until_changed(session, before, "was cut off", threading.Event())
+        state = poll_until_changed(session, before, "dropped", threading.Event())
         if state is None:
             raise TurnTimeoutError("The row's turn could not be recovered.")
         self.ledger.update_job(record.id, status="rendering")

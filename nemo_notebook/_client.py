@@ -18,6 +18,7 @@ import httpx
 
 from ._config import Clock, Limits, Timing, resolve_settings
 from ._draft import Draft, SessionState
+from ._error_words import error_text
 from ._errors import (
     APIError,
     AuthError,
@@ -38,6 +39,7 @@ from ._protocol import (
     MAX_UPLOAD_BYTES,
     SUPPORTED_UPLOAD_TYPES,
     language_code,
+    words_language,
 )
 from ._turns import SessionLink, TurnStream
 
@@ -73,7 +75,8 @@ class NemoClient:
     ``NEMO_CLIENT_ID``, ``SKILL_SOURCE``). Without a token an anonymous one is fetched once and
     cached per client id and API URL. ``transport``/``http_client`` are the test seam; ``timing``
     and ``clock`` make every wait injectable; ``limits`` caps what is read from the server.
-    Every request goes through :attr:`connection`.
+    Every request goes through :attr:`connection`. ``language`` is the sessions' language and
+    the language of the client's own messages (Chinese for ``zh``, else English).
     """
 
     def __init__(
@@ -108,9 +111,20 @@ class NemoClient:
             clock=clock,
             transport=transport,
             http_client=http_client,
+            language=words_language(language),
         )
-        self.language = language_code(language)
+        self.language = language
         self.recreate_missing_sessions = recreate_missing_sessions
+
+    @property
+    def language(self) -> str:
+        """The documented code of the sessions' language (``zh`` -> ``zh-CN``)."""
+        return self._language
+
+    @language.setter
+    def language(self, language: str) -> None:
+        self._language = language_code(language)
+        self.connection.language = words_language(self._language)
 
     # -- basics
 
@@ -167,7 +181,7 @@ class NemoClient:
             "/api/tasks/me/with-session/nemo_agent",
             json={"task_name": task_name, "language": language_code(language or self.language)},
         )
-        session_id = str(field(data, "session_id"))
+        session_id = str(field(data, "session_id", self.connection.language))
         self.connection.learn_user_id(data)
         return Session(self, session_id, task_id=optional_str(data.get("task_id")))
 
@@ -175,7 +189,7 @@ class NemoClient:
         """Attach to an existing session by its id (no request is made)."""
         session_id = str(session_id).strip()
         if not session_id:
-            raise ValueError("session_id is empty; pass the id of an existing session.")
+            raise ValueError(error_text("empty_session_id", self.connection.language))
         return Session(self, session_id)
 
     def batch(
@@ -291,7 +305,7 @@ class Session:
         iterating thread (a display can show a running clock during a long tool run).
         """
         if not text or not text.strip():
-            raise ValueError("The message is empty; say what the agent should do.")
+            raise ValueError(self._text("empty_message"))
         return TurnStream(self, text, self._link, on_wait)
 
     def submit(
@@ -352,10 +366,10 @@ class Session:
         """Upload local files in one request, streamed from disk; every file's type and size
         are checked before any byte is sent."""
         if not paths:
-            raise ValueError("Name at least one file to upload.")
+            raise ValueError(self._text("no_files"))
         file_paths = [Path(path).expanduser() for path in paths]
         for file_path in file_paths:
-            check_upload(file_path)
+            check_upload(file_path, language=self._message_language)
 
         def files() -> list[tuple[str, Any]]:
             return [("files", (path.name, path.open("rb"), _mime_for(path))) for path in file_paths]
@@ -366,10 +380,12 @@ class Session:
     def upload_url(self, *urls: str) -> tuple[UploadedFile, ...]:
         """Have the server fetch media URLs into the session (one request)."""
         if not urls:
-            raise ValueError("Name at least one URL to upload.")
+            raise ValueError(self._text("no_urls"))
         for url in urls:
             if urlsplit(url).scheme not in ("http", "https"):
-                raise UnsupportedFileError(f"Only http(s) URLs can be uploaded, got {url!r}.")
+                raise UnsupportedFileError(
+                    self._text("url_not_http", url=repr(url)), language=self._message_language
+                )
         data = self._session_call(
             "POST",
             f"/api/upload-video/nemo_agent/me/{self.id}",
@@ -384,7 +400,8 @@ class Session:
         data = self._session_call(
             "POST", "/api/auth/claim-token", json={"task_id": self.task_id, "session_id": self.id}
         )
-        return f"{self.client.web_url}/workspace/claim?ct={field(data, 'claim_token')}"
+        claim_token = field(data, "claim_token", self._message_language)
+        return f"{self.client.web_url}/workspace/claim?ct={claim_token}"
 
     # -- export
 
@@ -407,10 +424,7 @@ class Session:
         try:
             draft = self._draft_for_export()
             if not draft.ready_for_export:
-                raise NothingToExportError(
-                    "Nothing to export yet: the timeline has no clips. Generate something first, "
-                    "e.g. 'generate a realistic image of a futuristic city at night'."
-                )
+                raise NothingToExportError(self._text("nothing_to_export"))
             job = RenderJob(self, draft.to_dict(), quality, self._export_lock, fmt)
             job.on_change = on_change
             job.submit()
@@ -436,9 +450,7 @@ class Session:
 
     def _take_export_lock(self) -> None:
         if not self._export_lock.acquire(blocking=False):
-            raise ExportInProgressError(
-                "An export of this session is already running; wait for it to finish."
-            )
+            raise ExportInProgressError(self._text("export_in_progress"))
 
     def _draft_for_export(self) -> Draft:
         try:
@@ -476,35 +488,49 @@ class Session:
         known = self._known_state or SessionState.from_api({"session_id": self.id})
         self._known_state = known.with_delta(delta)
 
+    @property
+    def _message_language(self) -> str:
+        """The language of the client's own messages (``"en"`` or ``"zh"``)."""
+        return self.client.connection.language
+
+    def _text(self, key: str, **values: object) -> str:
+        return error_text(key, self._message_language, **values)
+
 
 # --------------------------------------------------------------------------- helpers
 
 
-def check_upload(path: Path) -> None:
-    """Refuse a missing, unsupported or oversized file before any byte is sent."""
+def check_upload(path: Path, *, language: str = "en") -> None:
+    """Refuse a missing, unsupported or oversized file before any byte is sent (saying why in
+    ``language``, ``"en"`` or ``"zh"``)."""
     if not path.is_file():
-        raise FileNotFoundError(f"No such file: {path}")
+        raise FileNotFoundError(error_text("no_such_file", language, path=path))
+    accepted = ", ".join(SUPPORTED_UPLOAD_TYPES)
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in SUPPORTED_UPLOAD_TYPES:
         raise UnsupportedFileError(
-            f"'{path.name}' is not a supported type. Accepted: "
-            + ", ".join(SUPPORTED_UPLOAD_TYPES)
-            + ". Convert it to one of these and upload again.",
+            error_text("upload_unsupported", language, name=path.name, accepted=accepted),
             code=4001,
+            language=language,
         )
     size = path.stat().st_size
     if size == 0:
         raise UnsupportedFileError(
-            f"'{path.name}' is empty (0 bytes). Upload a real media file. Accepted types: "
-            + ", ".join(SUPPORTED_UPLOAD_TYPES)
-            + ".",
+            error_text("upload_empty", language, name=path.name, accepted=accepted),
             code=4001,
+            language=language,
         )
     if size > MAX_UPLOAD_BYTES:
         raise FileTooLargeError(
-            f"'{path.name}' is {size / 1024 / 1024:.1f} MB, over the 200 MB limit. "
-            "Compress it or trim it and upload again.",
+            error_text(
+                "upload_too_large",
+                language,
+                name=path.name,
+                size=f"{size / 1024 / 1024:.1f}",
+                limit=MAX_UPLOAD_BYTES // (1024 * 1024),
+            ),
             code=4002,
+            language=language,
         )
 
 

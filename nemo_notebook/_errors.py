@@ -42,6 +42,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ._error_words import error_text
 from ._protocol import (
     ANONYMOUS_TOKEN_PATH,
     MAX_UPLOAD_BYTES,
@@ -85,6 +86,7 @@ __all__ = [
     "redact",
     "remember_secret",
     "run_error",
+    "turn_may_still_finish",
 ]
 
 _TOKEN_PATTERN = re.compile(r"nmv_usr_[A-Za-z0-9_\-]+|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,}")
@@ -137,10 +139,14 @@ class TransportError(NemoError):
     """The server could not be reached, or the connection broke."""
 
 
-#: What a person can do when a turn's stream ended early: the server may still finish it.
-TURN_MAY_STILL_FINISH = (
-    " The server may still finish the turn: check with session.state() or `%nemo status`."
-)
+def turn_may_still_finish(language: str = "en") -> str:
+    """What a person can do when a turn's stream ended early: the server may still finish it
+    (a sentence to append to a message, in ``language``)."""
+    return error_text("turn_may_still_finish", language)
+
+
+#: :func:`turn_may_still_finish` in English.
+TURN_MAY_STILL_FINISH = turn_may_still_finish()
 
 
 class LimitExceededError(NemoError):
@@ -154,18 +160,28 @@ class LimitExceededError(NemoError):
 
     @classmethod
     def reading(
-        cls, what: str, limit: int, setting: str, then: str = "", *, chars: bool = False
+        cls,
+        what: str,
+        limit: int,
+        setting: str,
+        then: str = "",
+        *,
+        chars: bool = False,
+        language: str = "en",
     ) -> LimitExceededError:
         """``what`` grew past ``limit`` (bytes, or characters with ``chars``), the ``setting``
-        of ``Limits``; ``then`` says what the person can still do."""
-        unit = "characters" if chars else "bytes"
-        size = f"{limit:,} {unit}"
+        of ``Limits``; ``then`` says what the person can still do. ``what`` and ``then`` are
+        already in ``language``, the language of the message."""
         if limit >= 1024 * 1024:
-            size = f"{limit / 1024 / 1024:g} M {unit}" if chars else f"{limit / 1024 / 1024:g} MB"
+            key = "size_mega_chars" if chars else "size_megabytes"
+            size = error_text(key, language, count=f"{limit / 1024 / 1024:g}")
+        else:
+            key = "size_chars" if chars else "size_bytes"
+            size = error_text(key, language, count=f"{limit:,}")
         return cls(
-            f"{what} is larger than {size}, the client's {setting} limit, so the client "
-            f"stopped reading it.{then} If you trust the server, raise the limit with "
-            f"NemoClient(limits=Limits({setting}=...)).",
+            error_text(
+                "limit_exceeded", language, what=what, size=size, setting=setting, then=then
+            ),
             limit=setting,
             value=limit,
         )
@@ -175,7 +191,8 @@ class APIError(NemoError):
     """The server answered with an error.
 
     ``code`` is the business code of the envelope (``None`` when only the HTTP status
-    says it), ``status`` the HTTP status, ``request_id`` the server's request id if any.
+    says it), ``status`` the HTTP status, ``request_id`` the server's request id if any;
+    ``language`` (``"en"`` or ``"zh"``) is the language the details are named in.
     """
 
     def __init__(
@@ -185,18 +202,32 @@ class APIError(NemoError):
         code: int | None = None,
         status: int | None = None,
         request_id: str | None = None,
+        language: str = "en",
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.request_id = request_id
+        self.language = language
 
     def __str__(self) -> str:
-        details = [f"{name} {value}" for name, value in self._details() if value is not None]
-        return f"{self.message} ({', '.join(details)})" if details else self.message
+        language = self.language
+        details = [
+            error_text(key, language, value=value)
+            for key, value in self._details()
+            if value is not None
+        ]
+        if not details:
+            return self.message
+        joined = error_text("detail_sep", language).join(details)
+        return error_text("details", language, message=self.message, details=joined)
 
     def _details(self) -> list[tuple[str, object]]:
-        return [("code", self.code), ("HTTP", self.status), ("request id", self.request_id)]
+        return [
+            ("detail_code", self.code),
+            ("detail_status", self.status),
+            ("detail_request_id", self.request_id),
+        ]
 
 
 class AuthError(APIError):
@@ -293,63 +324,62 @@ _MAX_UPLOAD_MB = MAX_UPLOAD_BYTES // (1024 * 1024)
 
 @dataclass(frozen=True)
 class Account:
-    """What the advice needs to know about who is calling."""
+    """What the advice needs to know about who is calling, and the language it is written in
+    (``"en"`` or ``"zh"``)."""
 
     web_url: str
     anonymous: bool
     user_id: str | None = None
+    language: str = "en"
 
 
 def out_of_credits_advice(account: Account) -> str:
     """PROTOCOL §7, 2001: anonymous users register (binding their work), others top up."""
+    language, web_url = account.language, account.web_url
     if account.anonymous and account.user_id:
-        return (
-            f"You are out of credits. Register at {account.web_url}/register?bind="
-            f"{account.user_id} to get more credits and keep your work."
+        return error_text(
+            "credits_register_bind", language, web_url=web_url, user_id=account.user_id
         )
     if account.anonymous:
-        return f"You are out of credits. Register at {account.web_url}/register to get more."
-    return f"You are out of credits. Top up your account at {account.web_url} to continue."
+        return error_text("credits_register", language, web_url=web_url)
+    return error_text("credits_top_up", language, web_url=web_url)
 
 
 def run_error(messages: tuple[str, ...], account: Account) -> NemoError | None:
-    """The error for a run that reported failures in its stream (``None`` when it did not)."""
+    """The error for a run that reported failures in its stream (``None`` when it did not).
+    What the server said is quoted as it was."""
     if not messages:
         return None
     said = "; ".join(messages)
+    language = account.language
     if _RUN_CREDIT_WORDS.search(said):
         return InsufficientCreditsError(
-            out_of_credits_advice(account) + f" Server said: {said}", code=2001
+            out_of_credits_advice(account) + error_text("server_said", language, said=said),
+            code=2001,
+            language=language,
         )
-    return StreamFailedError(
-        f"The agent reported an error: {said}. Nothing was retried; rephrase the request or "
-        "try again."
-    )
+    return StreamFailedError(error_text("agent_error", language, said=said))
 
 
 def classify(
     path: str, status: int, code: int | None, said: str, account: Account
 ) -> tuple[type[APIError], str]:
-    """The error class and the advice for one refused call (PROTOCOL §7), by endpoint."""
+    """The error class and the advice for one refused call (PROTOCOL §7), by endpoint, in
+    the account's language."""
+    language = account.language
     if code in TOKEN_REJECTED_CODES or (code is None and status == 401):
         return AuthError, _token_advice(account)
     if code == 1002 or (code is None and status == 404 and "session" in said.lower()):
-        return SessionNotFoundError, (
-            "That session was not found (it may have expired or belong to another account). "
-            "Start a new one with client.create_session() or `%nemo connect`."
-        )
+        return SessionNotFoundError, error_text("session_not_found", language)
     credits_said = _CREDIT_WORDS.search(said) is not None
     if code == 2001 or (status == 402 and (not _is_render_submit(path) or credits_said)):
         return InsufficientCreditsError, out_of_credits_advice(account)
     if code == 4001:
-        return UnsupportedFileError, (
-            f"The server does not accept this file type. Accepted types: {ACCEPTED_UPLOADS}."
+        return UnsupportedFileError, error_text(
+            "unsupported_type", language, accepted=ACCEPTED_UPLOADS
         )
     if code == 4002:
-        return FileTooLargeError, (
-            f"The file is over the {_MAX_UPLOAD_MB} MB limit. Compress it or trim it and upload "
-            "again."
-        )
+        return FileTooLargeError, error_text("too_large", language, limit=_MAX_UPLOAD_MB)
     return _by_status(path, status, account)
 
 
@@ -359,40 +389,29 @@ def _is_render_submit(path: str) -> bool:
 
 def _token_advice(account: Account) -> str:
     if account.anonymous:
-        return "The anonymous token was refused even after renewing it."
-    return (
-        f"Your NEMO_TOKEN is invalid or expired. Get a new token at {account.web_url} and set "
-        "NEMO_TOKEN, or unset it to use an anonymous token."
-    )
+        return error_text("token_anonymous", account.language)
+    return error_text("token_given", account.language, web_url=account.web_url)
 
 
 def _by_status(path: str, status: int, account: Account) -> tuple[type[APIError], str]:
+    cls, key = _status_advice(path, status)
+    return cls, error_text(key, account.language, web_url=account.web_url)
+
+
+def _status_advice(path: str, status: int) -> tuple[type[APIError], str]:
+    """The error class and the key of its advice for a refusal told by its HTTP status."""
     if status == 400 and path.endswith(ANONYMOUS_TOKEN_PATH):
-        return ClientIdError, (
-            "The server refused the anonymous-token request (the X-Client-Id header). Set "
-            "NEMO_CLIENT_ID to a UUID or delete the client_id file in the config folder so a "
-            "new one is made."
-        )
+        return ClientIdError, "client_id"
     if status == 400:
-        return BadRequestError, "The server refused the request as invalid; it was not retried."
+        return BadRequestError, "bad_request"
     if status == 402:
-        return ExportBlockedError, (
-            "Your plan does not allow exporting on the server (this is not about credits). "
-            f"Upgrade at {account.web_url}, or render locally with the embedded emulator "
-            "(`%nemo connect --local`)."
-        )
+        return ExportBlockedError, "export_blocked"
     if status == 403:
-        return ScopeError, (
-            "The token lacks a permission (scope) needed for this call; retrying will not "
-            "help. Use a token with read, write and upload scopes."
-        )
+        return ScopeError, "scope"
     if status == 429:
-        return RateLimitError, (
-            "The server is rate limiting requests (waited and retried once). "
-            "Wait a few minutes and try again."
-        )
+        return RateLimitError, "rate_limited"
     if status >= 500:
-        return ServerError, "The server failed to answer. Try again in a moment."
+        return ServerError, "server_error"
     if status == 404:
-        return APIError, "The server has no such resource; is NEMO_API_URL the right server?"
-    return APIError, "The server refused the request."
+        return APIError, "not_found"
+    return APIError, "refused"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ._error_words import error_text
 from ._errors import (
     APIError,
     CancelNotSupportedError,
@@ -152,13 +153,13 @@ class RenderJob:
                 if self.status == "completed":
                     return self
                 if self.status == "cancelled":
-                    raise RenderFailedError(f"The render {self.id} was cancelled.")
+                    raise RenderFailedError(self._text("render_cancelled", id=self.id))
                 if self.status == "failed":
                     self._resubmit_or_raise()
                 if clock.monotonic() + delay > deadline:
+                    minutes = f"{timing.render_timeout / 60:g}"
                     raise RenderTimeoutError(
-                        f"The render {self.id} did not finish within "
-                        f"{timing.render_timeout / 60:g} minutes. Check later with job.refresh()."
+                        self._text("render_timeout", id=self.id, minutes=minutes)
                     )
                 clock.sleep(delay)
                 delay = min(delay * 1.5, timing.render_poll_max)
@@ -186,12 +187,10 @@ class RenderJob:
                 raise
 
     def _resubmit_or_raise(self) -> None:
-        reason = self.error or "no reason given"
+        reason = self.error or self._text("no_reason")
         if self.submits >= self.MAX_SUBMITS:
-            raise RenderFailedError(
-                f"The render failed{' twice' if self.submits > 1 else ''} ({reason}). Check the "
-                "timeline with `%nemo status`, fix what the reason names, and export again."
-            )
+            key = "render_failed_twice" if self.submits > 1 else "render_failed"
+            raise RenderFailedError(self._text(key, reason=reason))
         log.info("Render %s failed (%s); resubmitting once with a new id.", self.id, reason)
         self._submit_once()
 
@@ -209,10 +208,7 @@ class RenderJob:
             )
         except (APIError, TransportError) as exc:
             if isinstance(exc, APIError) and exc.status in (404, 405, 501):
-                raise CancelNotSupportedError(
-                    "This server has no way to cancel a render, so it goes on; wait for it with "
-                    "job.wait() or ignore it (export costs no credits)."
-                ) from exc
+                raise CancelNotSupportedError(self._text("cancel_unsupported")) from exc
             raise
         self._update(data)
         if self.status not in ("failed", "cancelled", "completed"):
@@ -220,6 +216,10 @@ class RenderJob:
             self._changed()
         self._release()
         return self
+
+    def _text(self, key: str, **values: object) -> str:
+        """The message ``key`` in the client's language."""
+        return error_text(key, self._connection.language, **values)
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -229,9 +229,7 @@ class RenderJob:
     def download(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Save the output atomically; falls back to the proxy download endpoint."""
         if self.status != "completed":
-            raise RenderFailedError(
-                f"The render is {self.status}, not completed; call job.wait() first."
-            )
+            raise RenderFailedError(self._text("render_not_completed", status=self.status))
         self._release()
         target = _download_target(path, self.id, self.format)
         urls = [u for u in (self.output_url,) if u]
@@ -280,17 +278,20 @@ def _current_umask() -> int:
 
 
 def _copy_stream(connection: Connection, url: str, handle: BinaryIO) -> None:
-    limit = connection.limits.download_bytes
+    limit, language = connection.limits.download_bytes, connection.language
     with connection.stream_get(url) as response:
         expected = response.headers.get("content-length")
         written = 0
         for chunk in response.iter_bytes(1 << 20):
             written += len(chunk)
             if written > limit:
-                raise LimitExceededError.reading("The rendered file", limit, "download_bytes")
+                what = error_text("what_rendered_file", language)
+                raise LimitExceededError.reading(what, limit, "download_bytes", language=language)
             handle.write(chunk)
     if expected is not None and expected.isdigit() and written != int(expected):
-        raise TransportError(f"The download stopped after {written} of {expected} bytes.")
+        raise TransportError(
+            error_text("download_short", language, written=written, expected=expected)
+        )
 
 
 def _progress_number(value: Any) -> float | None:

@@ -30,6 +30,7 @@ from ._config import (
     load_or_create_client_id,
     parse_expiry,
 )
+from ._error_words import error_text
 from ._errors import (
     Account,
     APIError,
@@ -65,7 +66,8 @@ class Connection:
     attribution headers and, except the anonymous-token call, the token.
 
     ``transport``/``http_client`` are the test seam; ``timing`` and ``clock`` make every wait
-    injectable; ``limits`` caps what is read from the server.
+    injectable; ``limits`` caps what is read from the server. ``language`` (``"en"`` or
+    ``"zh"``) is the language of the messages of its errors.
     """
 
     def __init__(
@@ -77,8 +79,10 @@ class Connection:
         clock: Clock | None = None,
         transport: httpx.BaseTransport | None = None,
         http_client: httpx.Client | None = None,
+        language: str = "en",
     ) -> None:
         self.settings = settings
+        self.language = language
         self.timing = timing or Timing()
         self.limits = limits or Limits()
         self.clock: Clock = clock or SystemClock()
@@ -199,13 +203,11 @@ class Connection:
                 response = self.read_whole(response)
         except httpx.TimeoutException as exc:
             raise TransportError(
-                f"{method} {path_of(url)} timed out talking to {self.api_url}; "
-                "check the connection and try again."
+                self._text("timed_out", method=method, path=path_of(url), api_url=self.api_url)
             ) from exc
         except httpx.HTTPError as exc:
             raise TransportError(
-                f"Could not reach {self.api_url} ({type(exc).__name__}); check NEMO_API_URL "
-                "and the network, or use the embedded emulator (`%nemo connect --local`)."
+                self._text("unreachable", api_url=self.api_url, error=type(exc).__name__)
             ) from exc
         log.debug("%s %s -> %s", method, path_of(url), response.status_code)
         return response
@@ -213,9 +215,9 @@ class Connection:
     def read_whole(self, response: httpx.Response) -> httpx.Response:
         """``response`` read into memory as a plain response, refusing more than
         ``limits.body_bytes`` once decompressed (a small gzip answer can inflate to GBs)."""
-        where = f"The server's answer to {path_of(str(response.request.url))}"
+        where = self._text("what_answer", path=path_of(str(response.request.url)))
         try:
-            body = read_capped(response, self.limits.body_bytes, "body_bytes", where)
+            body = read_capped(response, self.limits.body_bytes, "body_bytes", where, self.language)
         finally:
             response.close()
         headers = [
@@ -236,9 +238,9 @@ class Connection:
             raise self.error_for(response, body)
         if not body and response.content.strip():
             raise APIError(
-                f"The server's answer to {path_of(str(response.request.url))} is not JSON; "
-                "is NEMO_API_URL the right server?",
+                self._text("not_json", path=path_of(str(response.request.url))),
                 status=response.status_code,
+                language=self.language,
             )
         data = body.get("data")
         if merge_top_level:
@@ -253,13 +255,22 @@ class Connection:
         cls, advice = classify(
             path_of(str(response.request.url)), status, code, said, self.account()
         )
-        message = f"{advice}" + (f" Server said: {said}" if said and said != "ok" else "")
+        quoted = self._text("server_said", said=said) if said and said != "ok" else ""
         return cls(
-            message, code=code, status=status, request_id=response.headers.get("x-request-id")
+            advice + quoted,
+            code=code,
+            status=status,
+            request_id=response.headers.get("x-request-id"),
+            language=self.language,
         )
 
     def account(self) -> Account:
-        return Account(self.web_url, self.is_anonymous, self.user_id)
+        return Account(self.web_url, self.is_anonymous, self.user_id, self.language)
+
+    def _text(self, key: str, **values: object) -> str:
+        """The message ``key`` of :mod:`~nemo_notebook._error_words` in this connection's
+        language."""
+        return error_text(key, self.language, **values)
 
     def learn_user_id(self, data: Mapping[str, Any]) -> None:
         """Remember the account id from whichever answer carries it (token, session, state)."""
@@ -269,7 +280,7 @@ class Connection:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ClientClosedError("This NemoClient is closed; create a new NemoClient().")
+            raise ClientClosedError(self._text("client_closed"))
 
     # -- tokens
 
@@ -312,14 +323,13 @@ class Connection:
             data = self._unwrap(response)
         except RateLimitError as exc:
             raise RateLimitError(
-                "The server refused a new anonymous token: it allows one per client id every "
-                "7 days and a few per network. Set NEMO_TOKEN to the token you have, or set "
-                "NEMO_CLIENT_ID to a new UUID.",
+                self._text("token_rate_limited"),
                 code=exc.code,
                 status=exc.status,
+                language=self.language,
             ) from exc
         return CachedToken(
-            token=str(field(data, "token")),
+            token=str(field(data, "token", self.language)),
             user_id=optional_str(data.get("user_id")),
             expires_at=parse_expiry(data.get("expires_at")),
         )
@@ -334,9 +344,9 @@ class Connection:
     def stream_get(self, url: str) -> Iterator[httpx.Response]:
         """GET ``url`` as a stream; the token goes only to the API's own origin. A URL that
         cannot be fetched is refused before anything is sent."""
-        problem = media_url_problem(url)
+        problem = media_url_problem(url, self.language)
         if problem is not None:
-            raise APIError(f"The server gave a media URL that cannot be fetched: {problem}.")
+            raise APIError(self._text("bad_media_url", problem=problem), language=self.language)
         if not url.startswith(("http://", "https://")):
             url = self.api_url + url
         response = self.send("GET", url, {}, self._is_own_origin(url), stream=True)
@@ -346,7 +356,7 @@ class Connection:
                 raise self.error_for(whole, json_or_empty(whole))
             yield response
         except httpx.HTTPError as exc:
-            raise TransportError(f"The download from {path_of(url)} broke off.") from exc
+            raise TransportError(self._text("download_broke_off", path=path_of(url))) from exc
         finally:
             response.close()
 
@@ -355,7 +365,8 @@ class Connection:
         (default ``limits.media_bytes``)."""
         limit = self.limits.media_bytes if max_bytes is None else max_bytes
         with self.stream_get(url) as response:
-            return read_capped(response, limit, "media_bytes", f"The file at {path_of(url)}")
+            what = self._text("what_file_at", path=path_of(url))
+            return read_capped(response, limit, "media_bytes", what, self.language)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -370,25 +381,31 @@ def _close_file_field(item: Any) -> None:
         close()
 
 
-def media_url_problem(url: str) -> str | None:
-    """Why a media URL from the server is not fetched, or ``None`` when it can be: only
-    ``http(s)`` URLs with a host, or paths on the API server (``/media/…``), of sane length."""
+def media_url_problem(url: str, language: str = "en") -> str | None:
+    """Why a media URL from the server is not fetched (in ``language``), or ``None`` when it
+    can be: only ``http(s)`` URLs with a host, or paths on the API server (``/media/…``), of
+    sane length."""
+    key = _media_url_problem_key(url)
+    return None if key is None else error_text(key, language, limit=MAX_URL_CHARS)
+
+
+def _media_url_problem_key(url: str) -> str | None:
     if len(url) > MAX_URL_CHARS:
-        return f"its URL is longer than {MAX_URL_CHARS} characters"
+        return "url_too_long"
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
-        return "its URL contains spaces or control characters"
+        return "url_spaces"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  # raises ValueError on a port that is no number
         httpx.URL(url)
     except (ValueError, httpx.InvalidURL):
-        return "its URL is malformed"
+        return "url_malformed"
     if not parts.scheme and url.startswith("/") and not url.startswith("//"):
         return None
     if parts.scheme.lower() not in ("http", "https"):
-        return "its URL is not a web address"
+        return "url_not_web"
     if not parts.hostname:
-        return "its URL has no host"
+        return "url_no_host"
     return None
 
 
@@ -396,13 +413,16 @@ def media_url_problem(url: str) -> str | None:
 _BODY_FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
-def read_capped(response: httpx.Response, limit: int, setting: str, what: str) -> bytes:
-    """The decoded body of a streamed ``response``; more than ``limit`` bytes stops the read."""
+def read_capped(
+    response: httpx.Response, limit: int, setting: str, what: str, language: str = "en"
+) -> bytes:
+    """The decoded body of a streamed ``response``; more than ``limit`` bytes stops the read
+    (``what`` names the body in ``language``, the language of the error)."""
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > limit:
-            raise LimitExceededError.reading(what, limit, setting)
+            raise LimitExceededError.reading(what, limit, setting, language=language)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -415,9 +435,10 @@ def json_or_empty(response: httpx.Response) -> Mapping[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def field(data: Any, name: str) -> Any:
+def field(data: Any, name: str, language: str = "en") -> Any:
+    """``data[name]``; an answer without it is refused with a message in ``language``."""
     if not isinstance(data, Mapping) or data.get(name) in (None, ""):
-        raise APIError(f"The server's answer lacks '{name}'; is NEMO_API_URL the right server?")
+        raise APIError(error_text("lacks_field", language, name=name), language=language)
     return data[name]
 
 

@@ -16,7 +16,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import TURN_MAY_STILL_FINISH, LimitExceededError
+from ._error_words import error_text
+from ._errors import LimitExceededError, turn_may_still_finish
 from ._events import (
     ERROR_KEYS,
     HEARTBEAT_ONLY,
@@ -234,7 +235,8 @@ class SSEDataDecoder:
     seen (``id`` is remembered across events, as the spec says); an event without a final blank
     line is dropped. Only the ``data`` of each dispatched event is returned, since that is all
     a turn uses. A line or an event's data longer than ``max_chars`` raises
-    :class:`~nemo_notebook.LimitExceededError` (a line that never ends must not grow forever).
+    :class:`~nemo_notebook.LimitExceededError` (a line that never ends must not grow forever),
+    its message in ``language`` (``"en"`` or ``"zh"``).
     """
 
     __slots__ = (
@@ -243,14 +245,16 @@ class SSEDataDecoder:
         "_has_event",
         "_has_id",
         "_has_retry",
+        "_language",
         "_line",
         "_line_chars",
         "_max_chars",
         "_trailing_cr",
     )
 
-    def __init__(self, max_chars: int = MAX_PAYLOAD_CHARS) -> None:
+    def __init__(self, max_chars: int = MAX_PAYLOAD_CHARS, language: str = "en") -> None:
         self._max_chars = max_chars
+        self._language = language
         self._line: list[str] = []  # the unfinished last line
         self._line_chars = 0
         self._trailing_cr = False
@@ -361,12 +365,14 @@ class SSEDataDecoder:
             self._has_retry = _is_int(value)
 
     def _too_long(self, what: str) -> LimitExceededError:
+        language = self._language
         return LimitExceededError.reading(
-            f"A {what} of the chat stream",
+            error_text(f"what_stream_{what}", language),
             self._max_chars,
             "event_chars",
-            TURN_MAY_STILL_FINISH,
+            turn_may_still_finish(language),
             chars=True,
+            language=language,
         )
 
 

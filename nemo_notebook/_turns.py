@@ -22,8 +22,8 @@ import httpx
 from httpx_sse import SSEError
 
 from ._draft import SessionState
+from ._error_words import error_text
 from ._errors import (
-    TURN_MAY_STILL_FINISH,
     Account,
     APIError,
     LimitExceededError,
@@ -34,6 +34,7 @@ from ._errors import (
     TransportError,
     TurnTimeoutError,
     run_error,
+    turn_may_still_finish,
 )
 from ._events import (
     Event,
@@ -104,6 +105,7 @@ class TurnStream:
         self._link = link
         self._on_wait = on_wait
         self._connection = session.client.connection
+        self._language = self._connection.language  # of the client's own messages
         self._timing = self._connection.timing
         self._clock = self._connection.clock
         self._queue: deque[tuple[float, bytes]] = deque()
@@ -227,7 +229,7 @@ class TurnStream:
             try:
                 whole = connection.read_whole(response)
             except httpx.HTTPError as exc:
-                raise TransportError("The turn's answer broke off before it was read.") from exc
+                raise TransportError(error_text("turn_broke_off", self._language)) from exc
             raise connection.error_for(whole, json_or_empty(whole))
 
         try:
@@ -281,16 +283,14 @@ class TurnStream:
         start = last_real = now = self._started
         next_notice = start + timing.still_working_every
         limits = self._connection.limits
-        frames = _FrameReader(self._response, limits.event_chars)
+        frames = _FrameReader(self._response, limits.event_chars, self._language)
         received = 0
         while not self._closed.is_set():
             if queue:
                 now, chunk = queue.popleft()
                 received += len(chunk)
                 if received > limits.turn_bytes:
-                    raise LimitExceededError.reading(
-                        "This turn's stream", limits.turn_bytes, "turn_bytes", TURN_MAY_STILL_FINISH
-                    )
+                    raise self._too_much(limits.turn_bytes)
                 events = frames.feed(chunk)
                 if events:
                     if not all(isinstance(event, Heartbeat) for event in events):
@@ -318,6 +318,16 @@ class TurnStream:
                 next_notice = now + timing.still_working_every
                 yield [StillWorking(round(now - start, 3))]
 
+    def _too_much(self, limit: int) -> LimitExceededError:
+        language = self._language
+        return LimitExceededError.reading(
+            error_text("what_turn_stream", language),
+            limit,
+            "turn_bytes",
+            turn_may_still_finish(language),
+            language=language,
+        )
+
     def _outcome(self) -> str:
         if self._closed.is_set():
             return "stopped"
@@ -335,27 +345,25 @@ class TurnStream:
         """PROTOCOL §3 rule 3 (see :func:`poll_until_changed`); ``None`` when the turn is
         closed (Stop) while waiting."""
         try:
-            return poll_until_changed(
-                self.session, before, _REASONS.get(reason, reason), self._closed
-            )
+            return poll_until_changed(self.session, before, reason, self._closed)
         except TurnTimeoutError:
             self._closed.set()
             raise
 
 
 def poll_until_changed(
-    session: Session, before: SessionState | None, what_happened: str, stop: threading.Event
+    session: Session, before: SessionState | None, reason: str, stop: threading.Event
 ) -> SessionState | None:
-    """PROTOCOL §3 rule 3, for a turn whose stream was lost: wait, read state, return it once
-    it differs from ``before``; give up after N unchanged reads. The message is never sent
-    again. Returns ``None`` when ``stop`` is set while waiting."""
+    """PROTOCOL §3 rule 3, for a turn whose stream was lost (``reason``: ``dropped``,
+    ``timeout``): wait, read state, return it once it differs from ``before``; give up after N
+    unchanged reads. The message is never sent again. ``None`` when ``stop`` is set while
+    waiting."""
     connection = session.client.connection
     timing, clock = connection.timing, connection.clock
+    language = session.client.connection.language
+    said = _reason_words(reason, language)
     if before is None:
-        raise TurnTimeoutError(
-            f"The stream {what_happened} and this server offers no session "
-            "state to check what happened. The message was not sent again."
-        )
+        raise TurnTimeoutError(error_text("turn_no_state", language, reason=said))
     wait, unchanged = timing.recovery_first_wait, 0
     while True:
         clock.sleep(wait, stop)
@@ -368,15 +376,19 @@ def poll_until_changed(
         unchanged += 1
         if unchanged >= timing.recovery_max_unchanged:
             raise TurnTimeoutError(
-                f"The turn gave no result: the stream {what_happened}, and "
-                f"{unchanged} state checks found no change. The message was not sent again. "
-                "The agent may still finish: check later with session.state() or "
-                "`%nemo status`, or send the message again to retry (a new, charged turn)."
+                error_text("turn_no_result", language, reason=said, count=unchanged)
             )
         wait = timing.recovery_next_wait
 
 
-_REASONS = {"dropped": "broke off", "timeout": "timed out (only keep-alives)"}
+#: Why a turn is recovered, by the key of its words in :mod:`~nemo_notebook._error_words`.
+_REASONS = {"dropped": "reason_dropped", "timeout": "reason_timeout"}
+
+
+def _reason_words(reason: str, language: str) -> str:
+    """What happened to the stream, in ``language`` (an unknown reason as it is)."""
+    key = _REASONS.get(reason)
+    return reason if key is None else error_text(key, language)
 
 
 def _what_turns_change(state: SessionState) -> tuple[Any, ...]:
@@ -583,10 +595,12 @@ class _FrameReader:
     replaced); framing follows ``httpx_sse`` (see :class:`SSEDataDecoder`).
     """
 
-    def __init__(self, response: httpx.Response | None, max_event_chars: int) -> None:
+    def __init__(
+        self, response: httpx.Response | None, max_event_chars: int, language: str = "en"
+    ) -> None:
         encoding = (response.encoding if response is not None else None) or "utf-8"
         self._text = codecs.getincrementaldecoder(encoding)(errors="replace")
-        self._sse = SSEDataDecoder(max_event_chars)
+        self._sse = SSEDataDecoder(max_event_chars, language)
 
     def feed(self, chunk: bytes) -> list[Event]:
         text = self._text.decode(chunk)

@@ -325,7 +325,9 @@ class Workspace:
         except InsufficientCreditsError as exc:
             if self.emulator is None:
                 raise
-            raise InsufficientCreditsError(say("local_credits", self.language), code=2001) from exc
+            raise InsufficientCreditsError(
+                say("local_credits", self.language), code=2001, language=self.language
+            ) from exc
         if not args.quiet:
             try:
                 self.show_reply_extras(reply, args.session)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -58,10 +59,14 @@ def test_a_cancelled_turn_is_stopped_and_never_sent_again(client, emulator):
     posts = run_sse_posts(emulator)
     emulator.faults.heartbeat_only(500)  # 5 s at the time scale of the tests
     job = session.submit("generate a realistic image of a lighthouse")
+    time.sleep(1.0)  # the turn is on the server, which sends keep-alives only for 5 s
     job.cancel().wait(10)
     assert job.done and job.status == "stopped"
     with pytest.raises(TurnError, match="stopped"):
         job.result()
+    deadline = time.monotonic() + 10  # the server logs the request once it noticed the end
+    while run_sse_posts(emulator) == posts and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert run_sse_posts(emulator) == posts + 1
 
 

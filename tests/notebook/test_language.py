@@ -1,6 +1,6 @@
 """A Chinese conversation reads Chinese: what the client itself writes (status lines,
-progress, the timeline, the changes, credits, notes) follows the session's language, while the
-English one stays as it was."""
+progress, the timeline, the changes, credits, notes, the messages of its errors) follows the
+session's language, while the English one stays as it was."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_backend import API_URL, FakeBackend, fake_client
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
 
+from nemo_notebook._commands import ExportArgs
+from nemo_notebook._config import DEFAULT_WEB_URL
 from nemo_notebook._draft import Draft
+from nemo_notebook._errors import InsufficientCreditsError, NothingToExportError
 from nemo_notebook._events import tool_status
 from nemo_notebook._protocol import words_language
+from nemo_notebook._workspace import DefaultSettings, Workspace
 
 DRAFT = {
     "t": [
@@ -98,3 +103,43 @@ def test_a_chinese_conversation_reads_chinese(shell: InteractiveShell, emulator:
     assert "正在渲染… 100%" in final and "已保存 nemo-main-1.mp4" in final
     _, cap = run(shell, "history")
     assert cap.stdout.startswith("1. 你：")
+
+
+class _Written:
+    """What a workspace writes; displays are not needed here."""
+
+    live = False
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def display(self, obj: object, *, display_id: str | None = None) -> None:
+        pass
+
+    def update(self, obj: object, *, display_id: str) -> None:
+        pass
+
+
+def test_a_failure_of_the_core_reads_chinese_in_a_chinese_notebook(tmp_path: Path) -> None:
+    backend = FakeBackend(drafts=[{"t": [{"tt": 0, "sg": []}]}])
+    workspace = Workspace(
+        settings=DefaultSettings(language="zh"),
+        output=_Written(),
+        client_factory=lambda **kwargs: fake_client(backend, tmp_path / "config", **kwargs),
+        env={"NEMO_API_URL": API_URL},
+        base_dir=tmp_path,
+    )
+    workspace.connect()
+    with pytest.raises(NothingToExportError) as nothing:
+        workspace.export(ExportArgs())
+    assert nothing.value.message.startswith("还没有可导出的内容：时间线上没有片段。")
+    backend.fail_next = [("/api/credits", 402, {"code": 2001, "message": "Insufficient credits"})]
+    with pytest.raises(InsufficientCreditsError) as broke:
+        workspace.credits()
+    assert str(broke.value) == (
+        f"你的积分已用完。请在 {DEFAULT_WEB_URL}/register?bind=anon_1 注册，"
+        "即可获得更多积分并保留你的作品。服务器返回：Insufficient credits（代码 2001，HTTP 402）"
+    )
