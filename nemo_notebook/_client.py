@@ -202,16 +202,18 @@ class NemoClient:
         format: str = DEFAULT_EXPORT_FORMAT,
         retry_failed: bool = False,
         on_row: Callable[[RowResult], None] | None = None,
+        may_start: Callable[[], bool] | None = None,
     ) -> BatchResult:
         """Give each row (``prompt``, optional ``input`` file or URL) its own session, turn
         and render, ``concurrency`` rows at a time; every step goes to the ``ledger`` (default:
         ``.nemo/`` in the working directory) first, so running the same rows again continues
-        where they stopped. One failing row never stops the others. See :mod:`._batch`."""
+        where they stopped. One failing row never stops the others; ``may_start()`` is asked
+        before each row starts (a credit budget). See :mod:`._batch`."""
         from ._batch import run_batch
 
         return run_batch(
             self, rows, out_dir=out_dir, concurrency=concurrency, ledger=ledger, format=format,
-            retry_failed=retry_failed, on_row=on_row,
+            retry_failed=retry_failed, on_row=on_row, may_start=may_start,
         )  # fmt: skip
 
     def credits(self) -> Credits:

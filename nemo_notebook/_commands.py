@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
+from nemo_notebook._jobs_desk import BatchArgs
 from nemo_notebook._workflows import export_format
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ __all__ = [
     "COMMANDS",
     "DEFAULT_SESSION",
     "USAGE",
+    "AttachArgs",
+    "BudgetArgs",
     "CellArgs",
     "Command",
     "ConnectArgs",
@@ -88,6 +91,7 @@ class ExportArgs:
     session: str = DEFAULT_SESSION
     format: str = "mp4"
     again: bool = False  # render even when the draft did not change since the last export
+    background: bool | None = None  # None: the `background` setting decides
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,22 @@ class CellArgs:
     stream: bool = True
     quiet: bool = False
     out: str | None = None
+    background: bool | None = None  # None: the `background` setting decides
+
+
+@dataclass(frozen=True)
+class AttachArgs:
+    """``%nemo attach [ID]``: one job, or every unfinished one."""
+
+    job: int | None = None
+
+
+@dataclass(frozen=True)
+class BudgetArgs:
+    """``%nemo budget [N | off]``."""
+
+    amount: int | None = None
+    lift: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,9 +221,18 @@ def _parse_upload(command: str, rest: list[str]) -> UploadArgs:
     return UploadArgs(targets=tuple(positional), session=_session_name(options))
 
 
+def _background_choice(options: Mapping[str, Any]) -> bool | None:
+    """``--background`` / ``--wait``: run this one in the background or not."""
+    if options.get("background") and options.get("wait"):
+        raise UsageError(f"Choose --background or --wait, not both.\n{USAGE}")
+    return True if options.get("background") else False if options.get("wait") else None
+
+
 def _parse_export(command: str, rest: list[str]) -> ExportArgs:
     options, positional = _options(
-        rest, flags=("embed", "link", "again"), valued=("out", "session", "format")
+        rest,
+        flags=("embed", "link", "again", "background", "wait"),
+        valued=("out", "session", "format"),
     )
     _no_positional(command, positional)
     if options.get("embed") and options.get("link"):
@@ -218,13 +247,16 @@ def _parse_export(command: str, rest: list[str]) -> ExportArgs:
         session=_session_name(options),
         format=export_format(fmt),
         again=bool(options.get("again")),
+        background=_background_choice(options),
     )
 
 
 def parse_cell_line(line: str) -> CellArgs:
     """Parse the ``%%nemo`` line; raises ``UsageError``."""
     options, positional = _options(
-        _split(line), flags=("no-stream", "quiet"), valued=("session", "out")
+        _split(line),
+        flags=("no-stream", "quiet", "background", "wait"),
+        valued=("session", "out"),
     )
     if positional:
         raise UsageError(f"%%nemo takes options only; the message goes in the cell body.\n{USAGE}")
@@ -236,6 +268,54 @@ def parse_cell_line(line: str) -> CellArgs:
         stream=not options.get("no-stream", False),
         quiet=bool(options.get("quiet", False)),
         out=out,
+        background=_background_choice(options),
+    )
+
+
+def _whole_number(value: str, what: str, low: int, high: int) -> int:
+    try:
+        number = int(str(value).replace("_", ""))
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise UsageError(f"{what} takes a whole number, {low} to {high}: {value!r}.")
+    return number
+
+
+def _parse_attach(command: str, rest: list[str]) -> AttachArgs:
+    _options(rest)
+    if len(rest) > 1:
+        raise UsageError(f"%nemo attach takes one job id at most.\n{USAGE}")
+    return AttachArgs(_whole_number(rest[0], "attach", 1, 10**9) if rest else None)
+
+
+def _parse_budget(command: str, rest: list[str]) -> BudgetArgs:
+    _options(rest)
+    if len(rest) > 1:
+        raise UsageError(f"%nemo budget takes one number (or off).\n{USAGE}")
+    if not rest:
+        return BudgetArgs()
+    if rest[0].lower() in ("off", "none"):
+        return BudgetArgs(lift=True)
+    return BudgetArgs(amount=_whole_number(rest[0], "budget", 0, 10**9))
+
+
+def _parse_batch(command: str, rest: list[str]) -> BatchArgs:
+    options, positional = _options(
+        rest, flags=("yes", "retry-failed"), valued=("concurrency", "format")
+    )
+    if len(positional) != 1:
+        raise UsageError(f"%nemo batch takes one CSV file.\n{USAGE}")
+    fmt = str(options.get("format", "mp4"))
+    if not _FORMAT_PATTERN.match(fmt):
+        raise UsageError(f"--format takes a file format such as mp4 or png, not {fmt!r}.")
+    concurrency = options.get("concurrency", "5")
+    return BatchArgs(
+        file=positional[0],
+        concurrency=_whole_number(concurrency, "--concurrency", 1, 32),
+        yes=bool(options.get("yes")),
+        retry_failed=bool(options.get("retry-failed")),
+        format=export_format(fmt),
     )
 
 
@@ -298,6 +378,22 @@ def _panel(ws: Workspace, args: SessionArgs) -> Any:
     return ws.panel(args)
 
 
+def _jobs(ws: Workspace, _args: None) -> Any:
+    return ws.jobs.table()
+
+
+def _attach(ws: Workspace, args: AttachArgs) -> None:
+    ws.jobs.attach(args.job)
+
+
+def _budget(ws: Workspace, args: BudgetArgs) -> None:
+    ws.jobs.budget(args.amount, args.lift)
+
+
+def _batch(ws: Workspace, args: BatchArgs) -> Any:
+    return ws.jobs.batch(args)
+
+
 def _help(ws: Workspace, _args: None) -> None:
     ws.output.write(USAGE + "\n")
 
@@ -316,10 +412,20 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         ("export",),
-        f"[--out FILE] [--format mp4|png|...] [--embed | --link] {_SESSION}",
+        f"[--out FILE] [--format mp4|png|...] [--embed | --link] [--background] {_SESSION}",
         _parse_export,
         _export,
     ),
+    Command(("jobs",), "", _parse_bare, _jobs, note="this folder's turns and exports"),
+    Command(("attach",), "[ID]", _parse_attach, _attach, note="wait for unfinished jobs"),
+    Command(
+        ("batch",),
+        "FILE.csv [--concurrency N] [--yes] [--retry-failed] [--format mp4|png|...]",
+        _parse_batch,
+        _batch,
+        note="columns prompt, input",
+    ),
+    Command(("budget",), "[N | off]", _parse_budget, _budget, note="credits this kernel may spend"),
     Command(("history",), _SESSION, _parse_session_only, _history),
     Command(("sessions",), "", _parse_bare, _sessions),
     Command(
@@ -336,7 +442,8 @@ _BY_NAME = {name: command for command in COMMANDS for name in command.names}
 USAGE = "\n".join(
     [
         "Usage:",
-        "  %%nemo [--session NAME] [--no-stream] [--quiet] [--out VAR]   (cell body = the message)",
+        "  %%nemo [--session NAME] [--no-stream] [--quiet] [--out VAR] [--background | --wait]"
+        "   (cell body = the message)",
         *(command.usage_line() for command in COMMANDS),
     ]
 )

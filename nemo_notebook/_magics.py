@@ -53,6 +53,22 @@ class NemoMagics(Magics):
         config=True,
         help="Images with more pixels are not decoded or shown (a short note says so).",
     )
+    background = Bool(
+        False,
+        config=True,
+        help="Run %%nemo turns and %nemo export in the background (--wait runs one in the cell).",
+    )
+    budget = Int(
+        None,
+        allow_none=True,
+        config=True,
+        help="Credits this kernel may spend (None: no cap); also `%nemo budget N`.",
+    )
+    ledger_folder = Unicode(
+        "",
+        config=True,
+        help="The folder whose .nemo/ keeps the job ledger (empty: the kernel's working folder).",
+    )
     full_tracebacks = Bool(
         False,
         config=True,

@@ -91,6 +91,67 @@ _EN: dict[str, str] = {
         "The session {old} was not found on the server (it expired or was removed); the "
         "work continues in a new session, {new}, which does not have the earlier timeline."
     ),
+    "background_started": (
+        "Working in the background as job {job}: other cells can run meanwhile. "
+        "`%nemo jobs` lists it; `%nemo attach {job}` waits for it.\n"
+    ),
+    "background_failed": "Job {job} failed: {error}\n",
+    "session_busy": (
+        "A turn is already running in session '{session}' (job {job}). Wait for it with "
+        "`%nemo attach {job}`, or use another session with `--session NAME`."
+    ),
+    "reopened": "Reopened {count} session{plural} of this folder: {names}.\n",
+    "unfinished": (
+        "Left unfinished: {jobs}. `%nemo attach` waits for them and delivers what they made.\n"
+    ),
+    "kind_turn": "turn",
+    "kind_export": "export",
+    "kind_row": "batch row",
+    "job_ref": "{kind} {id} ({session}, {status})",
+    "budget_spent": (
+        "The credit budget of {budget} is used up ({spent} spent in this kernel); nothing was "
+        "sent. Raise it with `%nemo budget N` or lift it with `%nemo budget off`."
+    ),
+    "budget_turn": (
+        "A turn has cost about {estimate} credits lately, more than the {remaining} left in "
+        "the budget; nothing was sent. Raise it with `%nemo budget N`."
+    ),
+    "budget_batch": (
+        "This batch would spend about {estimate} credits ({rows} rows at ~{each}), more than "
+        "the {remaining} left in the budget; nothing was sent. Add --yes to start it anyway "
+        "(no row starts once the budget is used up), or raise it with `%nemo budget N`."
+    ),
+    "budget_none": (
+        "No credit budget; this kernel spent {spent} credits. Set one with `%nemo budget N`.\n"
+    ),
+    "budget_show": "Budget: {budget} credits; this kernel spent {spent}, {remaining} left.\n",
+    "spent": "{credits} credits",
+    "nothing_unfinished": "Nothing is left unfinished in this folder.\n",
+    "no_such_job": "There is no job {id} in this folder's ledger; `%nemo jobs` lists them.",
+    "waiting_for": "Waiting for {kind} {id}…\n",
+    "job_finished": "{Kind} {id}: {status}.\n",
+    "turn_in_flight": (
+        "Turn {id} was in flight when its kernel stopped; reading the session's state to see "
+        "what it did (the message is never sent again)…\n"
+    ),
+    "turn_state_unknown": (
+        "Turn {id}: what the session held before it is unknown; this is its timeline now.\n"
+    ),
+    "export_never_sent": "Export {id} was never submitted; run `%nemo export` again.\n",
+    "row_elsewhere": (
+        "Job {id} is a row of a batch: run the same `%nemo batch` again to continue it.\n"
+    ),
+    "other_backend": "Job {id} ran on {backend}; connect to it first to attach.\n",
+    "no_jobs": "No jobs recorded in this folder yet.\n",
+    "batch_plan": (
+        "Batch of {rows} rows ({todo} to run, about {estimate} credits), {concurrency} at a "
+        "time; videos go to {folder}/\n"
+    ),
+    "batch_done": (
+        "Batch {batch}: {completed} completed, {failed} failed, {skipped} skipped · "
+        "{credits} credits · videos in {folder}/\n"
+    ),
+    "batch_bar": "Batch",
 }
 
 _ZH: dict[str, str] = {
@@ -157,6 +218,58 @@ _ZH: dict[str, str] = {
         "服务器上找不到会话 {old}（已过期或被删除）；"
         "工作在新会话 {new} 中继续，新会话没有之前的时间线。"
     ),
+    "background_started": (
+        "已作为任务 {job} 在后台运行：其他单元格可以同时运行。"
+        "`%nemo jobs` 列出它；`%nemo attach {job}` 等待它完成。\n"
+    ),
+    "background_failed": "任务 {job} 失败：{error}\n",
+    "session_busy": (
+        "会话 '{session}' 中已有一轮对话在运行（任务 {job}）。用 `%nemo attach {job}` 等待它，"
+        "或用 `--session NAME` 使用另一个会话。"
+    ),
+    "reopened": "已重新打开此文件夹的 {count} 个会话：{names}。\n",
+    "unfinished": "尚未完成：{jobs}。`%nemo attach` 会等待它们并交付结果。\n",
+    "kind_turn": "对话",
+    "kind_export": "导出",
+    "kind_row": "批量行",
+    "job_ref": "{kind} {id}（{session}，{status}）",
+    "budget_spent": (
+        "积分预算 {budget} 已用完（本内核已花费 {spent}）；没有发送任何内容。"
+        "用 `%nemo budget N` 提高预算，或用 `%nemo budget off` 取消预算。"
+    ),
+    "budget_turn": (
+        "最近每轮对话约花费 {estimate} 积分，超过预算剩余的 {remaining}；没有发送任何内容。"
+        "用 `%nemo budget N` 提高预算。"
+    ),
+    "budget_batch": (
+        "这批任务约需 {estimate} 积分（{rows} 行，每行约 {each}），超过预算剩余的 {remaining}；"
+        "没有发送任何内容。加上 --yes 仍然开始（预算用完后不再开始新行），"
+        "或用 `%nemo budget N` 提高预算。"
+    ),
+    "budget_none": "没有积分预算；本内核已花费 {spent} 积分。用 `%nemo budget N` 设置预算。\n",
+    "budget_show": "预算：{budget} 积分；本内核已花费 {spent}，剩余 {remaining}。\n",
+    "spent": "{credits} 积分",
+    "nothing_unfinished": "此文件夹中没有未完成的任务。\n",
+    "no_such_job": "此文件夹的任务记录中没有任务 {id}；`%nemo jobs` 列出所有任务。",
+    "waiting_for": "正在等待{kind} {id}…\n",
+    "job_finished": "{Kind} {id}：{status}。\n",
+    "turn_in_flight": (
+        "内核停止时对话 {id} 仍在进行；正在读取会话状态查看它做了什么（消息不会重新发送）…\n"
+    ),
+    "turn_state_unknown": "对话 {id}：之前的会话状态未知；这是它现在的时间线。\n",
+    "export_never_sent": "导出 {id} 从未提交；请再次运行 `%nemo export`。\n",
+    "row_elsewhere": "任务 {id} 是批量任务中的一行：再次运行同一个 `%nemo batch` 以继续。\n",
+    "other_backend": "任务 {id} 在 {backend} 上运行；请先连接到它再等待。\n",
+    "no_jobs": "此文件夹中还没有任务记录。\n",
+    "batch_plan": (
+        "批量任务共 {rows} 行（待运行 {todo} 行，约 {estimate} 积分），每次 {concurrency} 行；"
+        "视频保存到 {folder}/\n"
+    ),
+    "batch_done": (
+        "批量任务 {batch}：完成 {completed}，失败 {failed}，跳过 {skipped} · "
+        "{credits} 积分 · 视频在 {folder}/\n"
+    ),
+    "batch_bar": "批量",
 }
 
 

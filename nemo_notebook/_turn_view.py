@@ -198,14 +198,16 @@ class LiveTurn:
             self._dirty = True
         self._update_if_due()
 
-    def finish(self, reply: Reply | None) -> TurnBlock:
+    def finish(self, reply: Reply | None, *, note: str = "") -> TurnBlock:
         """Empty the live output and show the final block (``None``: the turn was stopped);
-        text of the reply that never streamed (a recovered turn) is added first."""
+        text of the reply that never streamed (a recovered turn) is added first; ``note``
+        joins the footer (what the turn spent)."""
         if reply is not None:
             shown = self.parts.text
             if reply.text.startswith(shown):
                 self.parts.add_text(reply.text[len(shown) :])
-        block = TurnBlock(self.parts, self._footer, stopped=reply is None)
+        footer = " · ".join(part for part in (self._footer, note) if part)
+        block = TurnBlock(self.parts, footer, stopped=reply is None)
         self._output.update(_Empty(), display_id=self._display_id)
         if self.parts.text or block.to_text() != "(no reply)":  # a turn that said nothing
             self._output.display(block)  # (an error before any word) shows no empty block

@@ -22,6 +22,7 @@ from nemo_notebook._display import LinkView, NoteView, StreamSink, TurnPrinter, 
 from nemo_notebook._draft import Draft
 from nemo_notebook._errors import APIError, AuthError, NemoError, TransportError
 from nemo_notebook._events import Question
+from nemo_notebook._export import RenderJob
 from nemo_notebook._http import media_url_problem
 from nemo_notebook._intents import numbered_option
 from nemo_notebook._media_views import MAX_IMAGE_PIXELS, ImageView, generated_image_urls
@@ -268,10 +269,12 @@ def render_and_save(
     *,
     on_progress: Callable[[float], None],
     path_for: Callable[[str], Path],
+    on_change: Callable[[RenderJob], None] | None = None,
 ) -> Path:
     """Render the session's draft as ``fmt`` and save it where ``path_for(fmt)`` says (asked
-    once the render finished, so a failed export uses up no file name)."""
-    job = session.export(format=fmt)
+    once the render finished, so a failed export uses up no file name); ``on_change`` hears
+    of the render's id and status (the job ledger)."""
+    job = session.export(format=fmt, on_change=on_change)
     job = job.wait(on_progress=on_progress)
     return job.download(path_for(fmt))
 

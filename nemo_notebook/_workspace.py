@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from nemo_notebook._background import BackgroundWork, Running
 from nemo_notebook._client import NemoClient, Session
 from nemo_notebook._commands import (
     DEFAULT_SESSION,
@@ -39,6 +40,8 @@ from nemo_notebook._draft import Draft
 from nemo_notebook._errors import InsufficientCreditsError, NotebookError
 from nemo_notebook._events import Question
 from nemo_notebook._intents import Intent, route
+from nemo_notebook._job_tracker import JobTracker
+from nemo_notebook._jobs_desk import JobsDesk
 from nemo_notebook._media_views import (
     MAX_IMAGE_PIXELS,
     ImageView,
@@ -49,6 +52,7 @@ from nemo_notebook._media_views import (
 from nemo_notebook._models import Credits, Reply, UploadedFile
 from nemo_notebook._notebook_words import say
 from nemo_notebook._protocol import words_language
+from nemo_notebook._spending import Spending
 from nemo_notebook._turn_view import LiveTurn, TurnBlock, TurnParts
 from nemo_notebook._workflows import (
     ExportNames,
@@ -101,6 +105,9 @@ class NotebookSettings(Protocol):
     stream_rate: float
     max_table_rows: int
     max_image_pixels: int
+    background: bool
+    budget: int | None
+    ledger_folder: str
 
 
 @dataclass
@@ -114,6 +121,9 @@ class DefaultSettings:
     stream_rate: float = 10.0
     max_table_rows: int = MAX_TABLE_ROWS
     max_image_pixels: int = MAX_IMAGE_PIXELS
+    background: bool = False
+    budget: int | None = None
+    ledger_folder: str = ""
 
 
 #: What a person's account on the embedded emulator starts with: a working session of
@@ -159,6 +169,14 @@ class Workspace:
         self.export_names = ExportNames(lambda: self.base_dir)
         self.last_exports = LastExports()
         self._embedded: set[Path] = set()  # videos already embedded in this notebook
+        self.tracker = JobTracker(lambda: self.ledger_folder)
+        self.background = BackgroundWork()
+        self.spending = Spending(
+            lambda: self.ensure_client().credits(),
+            lambda: self.language,
+            lambda: self.settings.budget,
+        )
+        self.jobs = JobsDesk(self)
 
     @property
     def language(self) -> str:
@@ -169,6 +187,17 @@ class Workspace:
     def base_dir(self) -> Path:
         """Where exports are saved: the kernel's working directory (the notebook's folder)."""
         return self._base_dir if self._base_dir is not None else Path.cwd()
+
+    @property
+    def ledger_folder(self) -> Path:
+        """The folder whose ``.nemo/`` keeps the job ledger (default: :attr:`base_dir`)."""
+        configured = self.settings.ledger_folder
+        return Path(configured).expanduser() if configured else self.base_dir
+
+    @property
+    def backend(self) -> str:
+        """The backend's key in the ledger: its API URL."""
+        return self.ensure_client().api_url
 
     # -- connection ------------------------------------------------------------------------
 
@@ -189,23 +218,31 @@ class Workspace:
             self.output.write(say("still_connected", self.language, backend=self.backend_label()))
             self.session(session)
             return self.client
-        client, emulator, opened = self._new_connection(url, local, session)
+        if self.client is not None:
+            self.jobs.refuse_while_running()
+        client, emulator, opened, reopened = self._new_connection(url, local, session, new)
         self.close()
         self.client, self.emulator = client, emulator
+        self.sessions.update(reopened)
         self.sessions[session] = opened
+        self.spending.forget_balance()
+        if session not in reopened:
+            self.tracker.remember_session(client.api_url, session, opened, self.settings.language)
         if emulator is not None:
             self.output.write(say("started_local", self.language, url=emulator.url))
         else:
             token = say("token_anonymous" if client.is_anonymous else "token_given", self.language)
             self.output.write(say("connected", self.language, url=client.api_url, token=token))
+        self.jobs.say_resumed(reopened)
         self._show_claim_link(opened)
         return client
 
     def _new_connection(
-        self, url: str | None, local: bool, session: str
-    ) -> tuple[NemoClient, EmulatorHandle | None, Session]:
-        """A client (and emulator) with the named session open; nothing of it is left over
-        when a step fails."""
+        self, url: str | None, local: bool, session: str, new: bool
+    ) -> tuple[NemoClient, EmulatorHandle | None, Session, dict[str, Session]]:
+        """A client (and emulator) with the named session open, and the sessions of this
+        folder on that backend reopened (unless ``new``); nothing of it is left over when a
+        step fails."""
         emulator: EmulatorHandle | None = None
         client: NemoClient | None = None
         try:
@@ -214,14 +251,19 @@ class Workspace:
                 client = self._make_client(api_url=emulator.url, env=self._local_env())
             else:
                 client = self._make_client(api_url=url, env=self.env)
-            opened = client.create_session(language=self.settings.language)
+            reopened = {} if new else self.jobs.reopen(client)
+            if session in reopened:
+                client.credits()  # the backend answers and knows this account
+                opened = reopened[session]
+            else:
+                opened = client.create_session(language=self.settings.language)
         except BaseException:
             if client is not None:
                 client.close()
             if emulator is not None:
                 emulator.stop()
             raise
-        return client, emulator, opened
+        return client, emulator, opened, reopened
 
     def _is_current(self, url: str | None, local: bool) -> bool:
         """``%nemo connect`` names the backend this workspace is connected to."""
@@ -264,10 +306,17 @@ class Workspace:
     def _open_session(self, client: NemoClient, name: str) -> Session:
         session = client.create_session(language=self.settings.language)
         self.sessions[name] = session
+        self.tracker.remember_session(client.api_url, name, session, self.settings.language)
         return session
 
     def _say_replaced(self, old_id: str, new_id: str) -> None:
         self.output.write(replaced_line(old_id, new_id, self.language) + "\n")
+        if self.client is not None:
+            for name, session in self.sessions.items():
+                if session.id == new_id:
+                    self.tracker.remember_session(
+                        self.client.api_url, name, session, self.settings.language
+                    )
 
     def close(self) -> None:
         """Close the client and stop an emulator this workspace started."""
@@ -306,28 +355,42 @@ class Workspace:
             return self.upload(UploadArgs(targets=decision.arguments, session=args.session))
         return self.chat(text, args)
 
-    def chat(self, text: str, args: CellArgs) -> Reply:
-        """One chat turn; returns the client's Reply. After the agent asked a question, a
-        bare option number sends that option's label."""
+    def chat(self, text: str, args: CellArgs) -> Reply | Running:
+        """One chat turn; returns the client's Reply (in the background: the running job).
+        After the agent asked a question, a bare option number sends that option's label. A
+        turn over the credit budget, or on a session whose last turn still runs, is refused
+        before anything is sent."""
         if not text.strip():
             raise NotebookError("The message is empty: write it in the cell body under %%nemo.")
         session = self.session(args.session)
         text, answering = answer_for(text, session.pending_question, self.language)
+        self.jobs.check_turn(args.session)
         if answering and not args.quiet:
             self.output.write(answering + "\n")
+        job_id = self.tracker.turn_started(self.backend, args.session, session, text)
+        if self._in_background(args.background):
+            return self.jobs.start(
+                job_id, "turn", args.session, lambda: self._turn(session, text, args, job_id)
+            )
+        return self._turn(session, text, args, job_id)
+
+    def _in_background(self, asked: bool | None) -> bool:
+        return self.settings.background if asked is None else asked
+
+    def _turn(self, session: Session, text: str, args: CellArgs, job_id: int | None) -> Reply:
+        """Send, show and record one turn, with what it spent."""
+        meter = _TurnCredits(self.spending)
         try:
-            if not args.stream or args.quiet:
-                reply = session.send(text)
-                if not args.quiet:
-                    self._write_said(reply)
-            else:
-                reply = self._stream_turn(session, text)
-        except InsufficientCreditsError as exc:
-            if self.emulator is None:
-                raise
-            raise InsufficientCreditsError(
-                say("local_credits", self.language), code=2001, language=self.language
-            ) from exc
+            reply = self._send_and_show(session, text, args, meter)
+        except BaseException as exc:
+            spent = None if isinstance(exc, KeyboardInterrupt) else meter.settle()
+            self.tracker.turn_ended(job_id, error=exc, credits=spent)
+            if isinstance(exc, InsufficientCreditsError) and self.emulator is not None:
+                raise InsufficientCreditsError(
+                    say("local_credits", self.language), code=2001, language=self.language
+                ) from exc
+            raise
+        self.tracker.turn_ended(job_id, reply=reply, credits=meter.settle())
         if not args.quiet:
             try:
                 self.show_reply_extras(reply, args.session)
@@ -336,23 +399,44 @@ class Workspace:
                 raise
         return reply
 
-    def _write_said(self, reply: Reply) -> None:
+    def _send_and_show(
+        self, session: Session, text: str, args: CellArgs, meter: _TurnCredits
+    ) -> Reply:
+        if args.stream and not args.quiet:
+            return self._stream_turn(session, text, meter)
+        reply = session.send(text)
+        if not args.quiet:
+            self.show_said(reply, self._spent_words(meter.settle()))
+        return reply
+
+    def _spent_words(self, spent: int | None) -> str:
+        """What a turn spent, for its footer; nothing when it spent nothing (or unknown)."""
+        return say("spent", self.language, credits=spent) if spent else ""
+
+    def show_said(self, reply: Reply, spent: str = "") -> None:
         """A reply that was not streamed: its words, and the options of its question."""
         if self.output.live:
             parts = TurnParts()
             parts.add_text(reply.text)
             parts.add_options(reply.question.options if reply.question is not None else ())
-            self.output.display(TurnBlock(parts, self.backend_footer()))
+            footer = " · ".join(part for part in (self.backend_footer(), spent) if part)
+            self.output.display(TurnBlock(parts, footer))
             return
         options = reply.question.options if reply.question is not None else ()
         said = "\n".join([reply.text.strip(), *option_lines(options)]).strip()
         if said:
             self.output.write(said + "\n")
+        if spent:
+            self.output.write(f"· {spent}\n")
 
-    def _stream_turn(self, session: Session, text: str) -> Reply:
+    def _stream_turn(self, session: Session, text: str, meter: _TurnCredits) -> Reply:
         """The turn streamed into the cell: formatted in a notebook, plain in a terminal."""
         if not self.output.live:
-            return self._stream_plain(session, text)
+            plain = self._stream_plain(session, text)
+            spent = self._spent_words(meter.settle())
+            if spent:
+                self.output.write(f"· {spent}\n")
+            return plain
         view = LiveTurn(
             self.output,
             rate=self.settings.stream_rate,
@@ -361,15 +445,16 @@ class Workspace:
             language=self.language,
         )
         try:
-            reply = run_turn(session, text, view.handle, on_wait=view.wait)
+            streamed = run_turn(session, text, view.handle, on_wait=view.wait)
         except KeyboardInterrupt:
             view.finish(None)
             self.output.write(say("stopped", self.language))
             raise
-        view.finish(reply)
-        if reply is None:
+        if streamed is None:
+            view.finish(None)
             raise NotebookError(say("stopped", self.language).strip())
-        return reply.raise_for_error()
+        view.finish(streamed, note=self._spent_words(meter.settle()))
+        return streamed.raise_for_error()
 
     def _stream_plain(self, session: Session, text: str) -> Reply:
         try:
@@ -498,29 +583,61 @@ class Workspace:
             self.output.write(say("uploaded", self.language, what=_describe_upload(uploaded)))
         return files
 
-    def export(self, args: ExportArgs) -> Path:
+    def export(self, args: ExportArgs) -> Path | Running:
         """Render in the asked format, download next to the notebook, show the result and the
-        claim link. An unchanged draft shows the file its last export made (``--again``
-        renders anew)."""
+        claim link (in the background: returns the running job at once). An unchanged draft
+        shows the file its last export made (``--again`` renders anew)."""
         session = self.session(args.session)
         fmt = export_format(args.format)
-        draft, _note = current_draft(session, self.language)
-        reused = None if args.again or args.out else self.last_exports.reusable(session, fmt, draft)
-        if reused is not None:
-            path = reused
-            shown = _shown_path(path, self.base_dir)
-            self.output.write(say("unchanged_export", self.language, path=shown))
-        else:
-            path = self._render(session, fmt, args)
-            self.last_exports.remember(session, fmt, draft, path)
-            self.output.write(say("saved", self.language, path=_shown_path(path, self.base_dir)))
-        view = self.export_view(path, args.embed)
-        if view is not None:
-            self.output.display(view)
+        job_id = self.tracker.export_started(self.backend, args.session, session, fmt)
+        if self._in_background(args.background):
+            return self.jobs.start(
+                job_id, "export", args.session, lambda: self._export(session, fmt, args, job_id)
+            )
+        return self._export(session, fmt, args, job_id)
+
+    def _export(self, session: Session, fmt: str, args: ExportArgs, job_id: int | None) -> Path:
+        try:
+            path = self._export_file(session, fmt, args, job_id)
+        except BaseException as exc:
+            self.tracker.export_ended(job_id, error=exc)
+            raise
+        self.tracker.export_ended(job_id, path=path)
+        self.show_export(path, args.embed)
         self._show_claim_link(session)
         return path
 
-    def _render(self, session: Session, fmt: str, args: ExportArgs) -> Path:
+    def show_export(self, path: Path, embed: bool | None = None) -> None:
+        view = self.export_view(path, embed)
+        if view is not None:
+            self.output.display(view)
+
+    def _export_file(
+        self, session: Session, fmt: str, args: ExportArgs, job_id: int | None
+    ) -> Path:
+        draft, _note = current_draft(session, self.language)
+        reused = None if args.again or args.out else self.last_exports.reusable(session, fmt, draft)
+        if reused is not None:
+            shown = _shown_path(reused, self.base_dir)
+            self.output.write(say("unchanged_export", self.language, path=shown))
+            return reused
+        path = self.with_render_progress(
+            lambda progress: render_and_save(
+                session,
+                fmt,
+                on_progress=progress,
+                path_for=lambda fmt: (
+                    Path(args.out) if args.out else self.export_names.next_path(args.session, fmt)
+                ),
+                on_change=self.tracker.export_changed(job_id),
+            )
+        )
+        self.last_exports.remember(session, fmt, draft, path)
+        self.saved_line(path)
+        return path
+
+    def with_render_progress(self, render: Callable[[Callable[[float], None]], Path]) -> Path:
+        """Run ``render(on_progress)`` with a progress line in the cell."""
         progress = ProgressLine(
             self.output.write,
             say("rendering", self.language),
@@ -528,14 +645,7 @@ class Workspace:
             clock=self._clock,
         )
         try:
-            path = render_and_save(
-                session,
-                fmt,
-                on_progress=progress,
-                path_for=lambda fmt: (
-                    Path(args.out) if args.out else self.export_names.next_path(args.session, fmt)
-                ),
-            )
+            path = render(progress)
         except BaseException as exc:
             if progress.writes:
                 self.output.write("\n")
@@ -544,6 +654,9 @@ class Workspace:
             raise
         progress.finish()
         return path
+
+    def saved_line(self, path: Path) -> None:
+        self.output.write(say("saved", self.language, path=_shown_path(path, self.base_dir)))
 
     def export_view(self, path: Path, embed: bool | None = None) -> ImageView | VideoView | None:
         """How a saved export shows: a still as an image, a video as the player; ``None`` for
@@ -631,6 +744,22 @@ class Workspace:
             max_table_rows=self.settings.max_table_rows,
             max_image_pixels=self.settings.max_image_pixels,
         )
+
+
+class _TurnCredits:
+    """What one turn spent: the balance before it, settled once after it."""
+
+    def __init__(self, spending: Spending) -> None:
+        self._spending = spending
+        self._before = spending.balance_before()
+        self._settled = False
+        self._spent: int | None = None
+
+    def settle(self) -> int | None:
+        if not self._settled:
+            self._settled = True
+            self._spent = self._spending.settle(self._before)
+        return self._spent
 
 
 def _environment_api_url(env: Mapping[str, str] | None) -> str:

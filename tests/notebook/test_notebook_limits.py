@@ -18,7 +18,7 @@ from fake_backend import TOKEN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nemo_notebook._client import NemoClient, Reply
+from nemo_notebook._client import Credits, NemoClient, Reply
 from nemo_notebook._commands import CellArgs
 from nemo_notebook._display import MAX_TABLE_ROWS, NoteView, TracksTable
 from nemo_notebook._draft import DIFF_LINES, Draft, Segment, SessionState
@@ -201,9 +201,11 @@ class _Recorder:
         raise AssertionError("a terminal output is never updated")
 
 
-def _workspace_on(client: Any, session: Any) -> tuple[Workspace, _Recorder]:
+def _workspace_on(
+    client: Any, session: Any, folder: Path | None = None
+) -> tuple[Workspace, _Recorder]:
     output = _Recorder()
-    workspace = Workspace(output=output)
+    workspace = Workspace(output=output, base_dir=folder)
     workspace.client = client
     workspace.sessions["main"] = session
     return workspace, output
@@ -214,6 +216,7 @@ class _OneTurnSession:
 
     def __init__(self, client: Any, media: list[str]) -> None:
         self.client, self.pending_question = client, None
+        self.id, self.task_id, self.known_state = "s1", None, None
         after = {"state": {"draft": {}, "generated_media": [{"url": url} for url in media]}}
         self.reply = Reply(
             "m", "Done.", state=SessionState.from_api(after),
@@ -224,7 +227,7 @@ class _OneTurnSession:
         return self.reply
 
 
-def test_malformed_image_urls_in_state_never_break_the_cell() -> None:
+def test_malformed_image_urls_in_state_never_break_the_cell(tmp_path: Path) -> None:
     served: list[str] = []
     good = "http://h/media/generated/ok.png"
 
@@ -235,10 +238,11 @@ def test_malformed_image_urls_in_state_never_break_the_cell() -> None:
     client = NemoClient(api_url="http://h", token=TOKEN, transport=httpx.MockTransport(handle))
     with client:
         session = _OneTurnSession(client, [*HOSTILE_URLS, good])
-        workspace, output = _workspace_on(client, session)
+        workspace, output = _workspace_on(client, session, tmp_path)
         reply = workspace.chat("images", CellArgs(stream=False))
     assert reply is session.reply
-    assert served == [good]
+    assert [url for url in served if "/media/" in url or "ok.png" in url] == [good]
+    assert all("credits" in url or url == good for url in served)
     notes = [shown for shown in output.shown if isinstance(shown, NoteView)]
     assert len(notes) == len(HOSTILE_URLS)
     assert all(note.text.startswith("A generated image was skipped: its URL") for note in notes)
@@ -354,13 +358,18 @@ def test_large_previews_are_downscaled_to_960_px() -> None:
 # --------------------------------------------------------------------------- interrupts
 
 
-def test_an_interrupt_while_the_result_is_shown_says_so_in_one_line() -> None:
+def test_an_interrupt_while_the_result_is_shown_says_so_in_one_line(tmp_path: Path) -> None:
     class InterruptingClient:
+        api_url = "http://h"
+
+        def credits(self) -> Credits:
+            return Credits(10, 0, 10)
+
         def fetch_bytes(self, url: str) -> bytes:
             raise KeyboardInterrupt
 
     session = _OneTurnSession(InterruptingClient(), ["http://h/media/generated/a.png"])
-    workspace, output = _workspace_on(session.client, session)
+    workspace, output = _workspace_on(session.client, session, tmp_path)
     with pytest.raises(KeyboardInterrupt):
         workspace.chat("images", CellArgs(stream=False))
     assert output.text == "Done.\n" + EXTRAS_STOPPED_MESSAGE
