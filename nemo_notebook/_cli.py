@@ -28,6 +28,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             variant=args.variant,
             state_delay_s=args.state_delay,
+            render_latency_s=args.render_latency,
+            turn_latency_s=args.turn_latency,
         )
     except (ValueError, OSError) as exc:
         print(f"nemo-notebook serve: {exc}", file=sys.stderr)
@@ -64,6 +66,18 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _latency(text: str) -> float:
+    from .emulator.faults import MAX_LATENCY_S
+
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not 0 <= value <= MAX_LATENCY_S:
+        raise argparse.ArgumentTypeError(f"must be in [0, {MAX_LATENCY_S:g}]")
+    return value
+
+
 def add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``nemo-notebook serve``: run the offline emulator of the NemoVideo backend."""
     parser = subparsers.add_parser(
@@ -73,7 +87,12 @@ def add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
     parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
-    parser.add_argument("--data-dir", default=None, help="keep data here (default: temporary)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="keep data here; a new run on it renders what the last one left unfinished "
+        "(default: temporary)",
+    )
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     parser.add_argument(
         "--time-scale", type=_positive_float, default=1.0, help="scale simulated durations"
@@ -92,6 +111,21 @@ def add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=3.0,
         metavar="SECONDS",
         help="how long the state-slow variant holds a state read (default 3)",
+    )
+    parser.add_argument(
+        "--render-latency",
+        type=_latency,
+        default=0.0,
+        metavar="SECONDS",
+        help="a render takes at least this long (simulated, x --time-scale; the cloud: 30-90)",
+    )
+    parser.add_argument(
+        "--turn-latency",
+        type=_latency,
+        default=0.0,
+        metavar="SECONDS",
+        help="a turn waits this long before its first event, sending keep-alives "
+        "(simulated, x --time-scale; the cloud generating media: 100-300)",
     )
     parser.add_argument(
         "--log-level",

@@ -86,7 +86,7 @@ def build_services(config: EmulatorConfig, faults: Faults | None = None) -> Emul
     media = MediaLibrary(Path(config.data_dir))
     # /_emulator/ answers only requests that carry this (any local user reaches loopback)
     admin_secret = config.admin_secret or secrets.token_urlsafe(32)
-    faults = faults or Faults(config.time_scale)
+    faults = faults or Faults(config.time_scale, config.render_latency_s, config.turn_latency_s)
     variants = VariantSwitch(config.variants, config.state_delay_s)
     store = Store(
         Path(config.data_dir) / "emulator.sqlite3",

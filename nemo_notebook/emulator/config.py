@@ -22,6 +22,8 @@ class EmulatorConfig:
 
     data_dir: Path
     time_scale: float = 1.0
+    render_latency_s: float = 0.0  # least simulated time of a render job (faults.py)
+    turn_latency_s: float = 0.0  # simulated wait of a turn before its first event (faults.py)
     costs: Mapping[str, int] | ToolCosts | None = None  # the rule-based agent's tool costs
     initial_credits: int = 100
     tokens_per_ip: int = 10

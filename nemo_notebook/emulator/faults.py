@@ -8,11 +8,18 @@ Switch faults from Python through ``handle.faults`` or over HTTP (loopback only)
 ``POST /_emulator/faults`` and a JSON body shaped like :meth:`Faults.snapshot`::
 
     {"time_scale": 0.01,
+     "render_latency_s": 60, "turn_latency_s": 150,
      "drop_stream_after": {"events": 3, "streams": 1},
      "heartbeat_only": {"seconds": 30, "streams": 1},
      "fail_requests": {"count": 2, "status": 429, "path_prefix": "/run_sse"},
      "fail_renders": {"count": 1, "reason": "encoder crashed"},
      "reset": true}
+
+Besides the one-shot faults, two settings make the emulator as slow as the cloud (like
+``time_scale`` they stay until changed, and ``reset`` leaves them alone): ``render_latency_s``,
+the least time a render job takes, and ``turn_latency_s``, how long a ``/run_sse`` turn waits
+before its first event (keep-alives meanwhile). Both are simulated seconds, multiplied by
+``time_scale``; :data:`CLOUD_LATENCY` holds values that resemble the cloud.
 """
 
 from __future__ import annotations
@@ -22,11 +29,31 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final, TypedDict
 
-__all__ = ["FaultConfigError", "Faults", "RequestRecord", "StreamPlan"]
+__all__ = [
+    "CLOUD_LATENCY",
+    "FaultConfigError",
+    "Faults",
+    "Latency",
+    "RequestRecord",
+    "StreamPlan",
+]
 
 INJECTABLE_STATUSES = (408, 429, 500, 502, 503, 504)
+MAX_LATENCY_S = 3600.0
+
+
+class Latency(TypedDict):
+    """The two latency settings, as keyword arguments of ``start()`` or a ``configure`` spec."""
+
+    turn_latency_s: float
+    render_latency_s: float
+
+
+# What the cloud takes (simulated seconds): a turn that generates media 100-300 s, a render
+# 30-90 s. ``start(time_scale=0.01, **CLOUD_LATENCY)`` or ``faults.configure(CLOUD_LATENCY)``.
+CLOUD_LATENCY: Final[Latency] = {"turn_latency_s": 150.0, "render_latency_s": 60.0}
 _REQUEST_LOG_SIZE = 10_000
 
 
@@ -82,9 +109,13 @@ class _FailRenders(_Counted):
 class Faults:
     """Switchable faults and the request log of one server."""
 
-    def __init__(self, time_scale: float = 1.0) -> None:
+    def __init__(
+        self, time_scale: float = 1.0, render_latency_s: float = 0.0, turn_latency_s: float = 0.0
+    ) -> None:
         self._lock = threading.Lock()
         self._time_scale = _check_time_scale(time_scale)
+        self._render_latency_s = _check_latency(render_latency_s, "render_latency_s")
+        self._turn_latency_s = _check_latency(turn_latency_s, "turn_latency_s")
         self._drop = _DropStream()
         self._heartbeat_only = _HeartbeatOnly()
         self._fail_requests = _FailRequests()
@@ -105,6 +136,44 @@ class Faults:
         checked = _check_time_scale(value)
         with self._lock:
             self._time_scale = checked
+
+    @property
+    def render_latency_s(self) -> float:
+        """The least time a render job takes, in simulated seconds (0: as fast as it encodes).
+
+        Counted from when the job starts processing; the encode runs within it, so the job
+        completes at the later of its encode's end and this time (scaled when the job starts)."""
+        with self._lock:
+            return self._render_latency_s
+
+    @render_latency_s.setter
+    def render_latency_s(self, value: float) -> None:
+        checked = _check_latency(value, "render_latency_s")
+        with self._lock:
+            self._render_latency_s = checked
+
+    @property
+    def turn_latency_s(self) -> float:
+        """How long a ``/run_sse`` turn waits before its first event, in simulated seconds
+        (keep-alives meanwhile; scaled when the turn starts)."""
+        with self._lock:
+            return self._turn_latency_s
+
+    @turn_latency_s.setter
+    def turn_latency_s(self, value: float) -> None:
+        checked = _check_latency(value, "turn_latency_s")
+        with self._lock:
+            self._turn_latency_s = checked
+
+    def scaled_render_latency(self) -> float:
+        """``render_latency_s`` in real seconds at the current time scale."""
+        with self._lock:
+            return self._render_latency_s * self._time_scale
+
+    def scaled_turn_latency(self) -> float:
+        """``turn_latency_s`` in real seconds at the current time scale."""
+        with self._lock:
+            return self._turn_latency_s * self._time_scale
 
     # -- switching faults on -------------------------------------------------------------------
 
@@ -150,7 +219,7 @@ class Faults:
         return expire()
 
     def reset(self) -> None:
-        """Switch every fault off (the time scale and the request log stay)."""
+        """Switch every fault off (the time scale, the latencies and the request log stay)."""
         with self._lock:
             self._drop = _DropStream()
             self._heartbeat_only = _HeartbeatOnly()
@@ -160,7 +229,7 @@ class Faults:
     def configure(self, spec: Mapping[str, Any]) -> None:
         """Apply a JSON fault description (the body of ``POST /_emulator/faults``)."""
         known = {"time_scale", "drop_stream_after", "heartbeat_only", "fail_requests"}
-        known |= {"fail_renders", "reset"}
+        known |= {"fail_renders", "reset", "render_latency_s", "turn_latency_s"}
         unknown = set(spec) - known
         if unknown:
             raise FaultConfigError(f"unknown fault keys: {sorted(unknown)}; known: {sorted(known)}")
@@ -168,6 +237,10 @@ class Faults:
             self.reset()
         if "time_scale" in spec:
             self.time_scale = spec["time_scale"]
+        if "render_latency_s" in spec:
+            self.render_latency_s = spec["render_latency_s"]
+        if "turn_latency_s" in spec:
+            self.turn_latency_s = spec["turn_latency_s"]
         _apply(spec, "drop_stream_after", self.drop_stream_after)
         _apply(spec, "heartbeat_only", self.heartbeat_only)
         _apply(spec, "fail_requests", self.fail_requests)
@@ -178,6 +251,8 @@ class Faults:
         with self._lock:
             return {
                 "time_scale": self._time_scale,
+                "render_latency_s": self._render_latency_s,
+                "turn_latency_s": self._turn_latency_s,
                 "drop_stream_after": {"events": self._drop.events, "streams": self._drop.remaining},
                 "heartbeat_only": {
                     "seconds": self._heartbeat_only.seconds,
@@ -269,6 +344,13 @@ def _check_time_scale(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
         raise FaultConfigError("time_scale must be a number in (0, 1000]")
     return float(value)
+
+
+def _check_latency(value: object, name: str) -> float:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(value, (int, float)) and is_number and 0 <= value <= MAX_LATENCY_S:
+        return float(value)
+    raise FaultConfigError(f"{name} must be a number of seconds in [0, {MAX_LATENCY_S:g}]")
 
 
 def _check_count(value: object, name: str, *, allow_zero: bool = False) -> None:

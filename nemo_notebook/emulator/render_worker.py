@@ -1,6 +1,12 @@
 """The render worker: one background thread that renders queued drafts one at a time (with
 ``media.render``), taking waiting jobs round-robin across users (:class:`FairQueue`), so one
-user's long queue never holds another user's export for more than the job in progress."""
+user's long queue never holds another user's export for more than the job in progress.
+
+With a render latency (``Faults.render_latency_s``) a job takes at least that long from when it
+starts processing: its encode runs first, then the job is held (still ``processing``) until
+its time is up, while the worker encodes the next one; a second thread completes held jobs
+when they are due. Meanwhile :meth:`RenderWorker.progress_of` reports the share of the time
+gone by (or of the encode, when that is behind), so progress rises smoothly."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +39,25 @@ class _StopRender(Exception):
 
 class _CancelRender(Exception):
     """Raised from the progress callback when the job was cancelled (ffmpeg is killed)."""
+
+
+@dataclass
+class _Hold:
+    """A job under a render latency: its time runs from ``started`` for ``duration`` seconds
+    (monotonic clock); ``output`` is its finished file once the encode is done."""
+
+    started: float
+    duration: float
+    output: Path | None = None
+
+    @property
+    def due(self) -> float:
+        return self.started + self.duration
+
+    def progress(self, encoded: float, now: float) -> float:
+        """The share shown: the time gone by, or the encode's share when that is behind."""
+        elapsed = (now - self.started) / self.duration if self.duration > 0 else 1.0
+        return min(0.99, elapsed, 1.0 if self.output is not None else encoded)
 
 
 class FairQueue:
@@ -75,9 +101,10 @@ class FairQueue:
 
 
 class RenderWorker:
-    """One background thread that renders queued jobs, fairly across users (:class:`FairQueue`).
+    """One background thread that renders queued jobs, fairly across users (:class:`FairQueue`),
+    and one that completes the jobs a render latency holds when they are due.
 
-    A job's status changes under ``_cond``, so a cancel and the worker's own updates never
+    A job's status changes under ``_lock``, so a cancel and the worker's own updates never
     cross: once cancelled, a job stays cancelled and its file (if it got one) is removed.
     """
 
@@ -90,9 +117,15 @@ class RenderWorker:
         self._stopping = stopping
         self._queue = FairQueue()
         self._cancelled: set[str] = set()
-        self._cond = threading.Condition()
+        self._holds: dict[str, _Hold] = {}
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)  # a job was queued, or stop
+        self._holds_changed = threading.Condition(self._lock)  # a job is held, or stop
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="nemo-render", daemon=True)
+        self._finisher = threading.Thread(
+            target=self._finish_held, name="nemo-render-hold", daemon=True
+        )
 
     def start(self) -> None:
         self._remove_partial_outputs()
@@ -100,6 +133,7 @@ class RenderWorker:
             job = self._store.get_render(render_id)
             self.submit(render_id, job["user_id"] if job else "")
         self._thread.start()
+        self._finisher.start()
 
     def _remove_partial_outputs(self) -> None:
         """Temp files of renders a killed server left behind (finished ones are renamed)."""
@@ -121,22 +155,41 @@ class RenderWorker:
             self._cancelled.add(render_id)
             self._queue.remove(render_id)
             self._store.update_render(render_id, status="cancelled", error="cancelled")
+            hold = self._holds.pop(render_id, None)
+            if hold is not None and hold.output is not None:  # encoded, waiting for its time
+                hold.output.unlink(missing_ok=True)
+                self._cancelled.discard(render_id)
             return True
+
+    def progress_of(self, job: Mapping[str, Any]) -> float:
+        """The progress to report for a job row: under a render latency, the share of its time
+        gone by (or of its encode, when that is behind); otherwise the stored progress."""
+        stored = float(job["progress"])
+        if job["status"] != "processing":
+            return stored
+        with self._lock:
+            hold = self._holds.get(job["id"])
+        return stored if hold is None else hold.progress(stored, time.monotonic())
 
     def _set_status(self, render_id: str, **fields: Any) -> bool:
         """Update a job unless it was cancelled; returns whether it was updated."""
-        with self._cond:
+        with self._lock:
             if render_id in self._cancelled:
                 return False
             self._store.update_render(render_id, **fields)
             return True
 
     def stop(self, timeout: float) -> None:
-        with self._cond:
+        """Stop both threads; held jobs stay ``processing`` and are queued again at the next
+        start on the same data directory."""
+        with self._lock:
             self._stopped = True
-            self._cond.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._cond.notify_all()
+            self._holds_changed.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in (self._thread, self._finisher):
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _next(self) -> str | None:
         with self._cond:
@@ -153,8 +206,11 @@ class RenderWorker:
             except Exception:
                 log.exception("render worker failed on %s", render_id)
                 self._update(render_id, status="failed", error="internal render error")
-            with self._cond:
+            with self._lock:
                 self._cancelled.discard(render_id)
+                hold = self._holds.get(render_id)
+                if hold is not None and hold.output is None:  # failed, cancelled or stopped
+                    del self._holds[render_id]
 
     def _update(self, render_id: str, **fields: Any) -> None:
         with contextlib.suppress(Exception):  # the store may be closed while stopping
@@ -191,7 +247,7 @@ class RenderWorker:
         except _CancelRender:
             output.unlink(missing_ok=True)  # the last progress report may follow the rename
             return
-        self._complete(render_id, output)
+        self._hold_or_complete(render_id, output)
 
     def _claim(self, render_id: str) -> dict[str, Any] | None:
         """The job, now processing; ``None`` when it is not pending, an injected fault failed
@@ -203,9 +259,46 @@ class RenderWorker:
         if reason is not None:
             self._set_status(render_id, status="failed", error=reason)
             return None
-        if not self._set_status(render_id, status="processing", progress=0.0):
-            return None
+        latency = self._faults.scaled_render_latency()  # fixed when the job starts
+        with self._lock:
+            if not self._set_status(render_id, status="processing", progress=0.0):
+                return None
+            if latency > 0:
+                self._holds[render_id] = _Hold(time.monotonic(), latency)
         return job
+
+    def _hold_or_complete(self, render_id: str, output: Path) -> None:
+        """Complete an encoded job now, or hold it until its render latency is up."""
+        with self._lock:
+            hold = self._holds.get(render_id)
+            if hold is not None and hold.due > time.monotonic():
+                hold.output = output
+                self._holds_changed.notify_all()
+                return
+            self._holds.pop(render_id, None)
+            self._complete(render_id, output)
+
+    def _finish_held(self) -> None:
+        """Complete each held job when its time is up (the second thread)."""
+        with self._lock:
+            while not self._stopped:
+                due = [(h.due, rid) for rid, h in self._holds.items() if h.output is not None]
+                if not due:
+                    self._holds_changed.wait()
+                    continue
+                when, render_id = min(due)
+                remaining = when - time.monotonic()
+                if remaining > 0:
+                    self._holds_changed.wait(remaining)
+                    continue
+                output = self._holds.pop(render_id).output
+                assert output is not None
+                try:
+                    self._complete(render_id, output)
+                except Exception:
+                    if not self._stopping.is_set():
+                        log.exception("could not complete the held render %s", render_id)
+                    self._update(render_id, status="failed", error="internal render error")
 
     def _complete(self, render_id: str, output: Path) -> None:
         rel = output.relative_to(self._media.root).as_posix()

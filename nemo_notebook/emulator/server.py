@@ -91,6 +91,24 @@ class EmulatorHandle:
         self.faults.time_scale = value
 
     @property
+    def render_latency_s(self) -> float:
+        """The least simulated time a render takes (``faults.render_latency_s``)."""
+        return self.faults.render_latency_s
+
+    @render_latency_s.setter
+    def render_latency_s(self, value: float) -> None:
+        self.faults.render_latency_s = value
+
+    @property
+    def turn_latency_s(self) -> float:
+        """The simulated wait of a turn before its first event (``faults.turn_latency_s``)."""
+        return self.faults.turn_latency_s
+
+    @turn_latency_s.setter
+    def turn_latency_s(self, value: float) -> None:
+        self.faults.turn_latency_s = value
+
+    @property
     def variants(self) -> ActiveVariants:
         """The protocol variants the server answers with now (``"progressive" in ...``)."""
         return self._emulator.services.variants.active
@@ -239,6 +257,8 @@ def start(
     variant: VariantSpec = None,
     state_delay_s: float = DEFAULT_STATE_DELAY_S,
     admin_secret: str | None = None,
+    render_latency_s: float = 0.0,
+    turn_latency_s: float = 0.0,
 ) -> EmulatorHandle:
     """Start an emulator server in a background thread; returns once it accepts connections.
 
@@ -252,6 +272,8 @@ def start(
     config = EmulatorConfig(
         data_dir=root,
         time_scale=time_scale,
+        render_latency_s=render_latency_s,
+        turn_latency_s=turn_latency_s,
         costs=costs,
         initial_credits=initial_credits,
         tokens_per_ip=tokens_per_ip,
@@ -317,8 +339,13 @@ def serve(
     log_level: str = "warning",
     variant: VariantSpec = None,
     state_delay_s: float = DEFAULT_STATE_DELAY_S,
+    render_latency_s: float = 0.0,
+    turn_latency_s: float = 0.0,
 ) -> int:
-    """Run an emulator in the foreground until Ctrl-C or SIGTERM; returns an exit status."""
+    """Run an emulator in the foreground until Ctrl-C or SIGTERM; returns an exit status.
+
+    With a ``data_dir`` from an earlier run, the render jobs that run left unfinished (it was
+    stopped or killed) are queued again and rendered."""
     handle = start(
         data_dir,
         host=host,
@@ -329,6 +356,8 @@ def serve(
         variant=variant,
         state_delay_s=state_delay_s,
         admin_secret=os.environ.get(ADMIN_SECRET_ENV) or None,
+        render_latency_s=render_latency_s,
+        turn_latency_s=turn_latency_s,
     )
     print(f"NemoVideo emulator listening on {handle.url}", flush=True)
     print(
@@ -338,6 +367,12 @@ def serve(
     print(f"data directory: {handle.data_dir} ({where})", flush=True)
     if len(handle.variants):
         print(f"protocol variants: {handle.variants}", flush=True)
+    if render_latency_s or turn_latency_s:
+        print(
+            f"latency: renders take at least {render_latency_s:g} s, turns wait "
+            f"{turn_latency_s:g} s before their first event (x time scale {time_scale:g})",
+            flush=True,
+        )
     print("press Ctrl-C to stop", flush=True)
     done = threading.Event()
     previous = signal.getsignal(signal.SIGTERM)

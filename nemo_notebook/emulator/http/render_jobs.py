@@ -2,6 +2,8 @@
 by ``render_worker``; formats and qualities are in ``media.files``).
 
 Each user may have ``Limits.renders_per_user`` jobs pending or processing (HTTP 429 beyond).
+Under a render latency (``Faults.render_latency_s``) a job stays ``processing`` for at least
+that long, and its progress is the share of that time gone by (``RenderWorker.progress_of``).
 
 Variants (see ``variants``) change the answers here: ``render-top-level`` (fields at the top
 level, ``data: null``), ``render-percent`` (progress 0-100), ``plan-402`` (submit refused by
@@ -101,7 +103,7 @@ class RenderHandlers(Handlers):
         data = {
             "id": job["id"],
             "status": job["status"],
-            "progress": round(float(job["progress"]), 4),
+            "progress": round(self.services.renders.progress_of(job), 4),
             "output": {"url": url, "size": job["size"]} if url else None,
             "outputUrl": url,
             "error": job["error"],

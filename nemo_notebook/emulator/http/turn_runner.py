@@ -1,7 +1,11 @@
 """One chat turn's work: the agent runs in a worker thread per turn, and its steps become Google
 ADK events (shaped by ``adk_events`` for the stream variants) on a queue that the SSE response
 reads (``sse_stream``). A client that disconnects does not stop the turn: it still finishes,
-saves its state and settles its credits once."""
+saves its state and settles its credits once.
+
+Under a turn latency (``Faults.turn_latency_s``, scaled when the request arrives) the agent
+starts only when that time is up; the stream sends keep-alives meanwhile, as it does whenever
+nothing happens, and the person's message is recorded at once, as the cloud does."""
 
 from __future__ import annotations
 
@@ -134,6 +138,7 @@ class TurnRunner:
         self.streaming = streaming
         self.variants = variants if variants is not None else services.variants.active
         self.invocation_id = "e-" + str(uuid.uuid4())
+        self._agent_starts_at = time.monotonic() + services.faults.scaled_turn_latency()
         self.context = SessionTurnContext(services, session, base_url, self.variants)
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
@@ -162,6 +167,8 @@ class TurnRunner:
 
     def _run(self) -> None:
         try:
+            if not self._wait_for_latency():
+                return
             for step in self.services.agent.run_turn(self.context, self.message):
                 self._handle_step(step)
                 self._save_message()  # after the first event: that one goes out first
@@ -176,6 +183,14 @@ class TurnRunner:
                 self._save_message()
             self._save_reply()
             self._push("end")
+
+    def _wait_for_latency(self) -> bool:
+        """Wait until the turn latency is up; ``False`` when the server stops meanwhile."""
+        remaining = self._agent_starts_at - time.monotonic()
+        if remaining <= 0:
+            return True
+        self._save_message()
+        return not self.services.stopping.wait(remaining)
 
     def _save_message(self) -> None:
         if not self._message_saved:
