@@ -196,7 +196,7 @@ class _Batch:
     def run(self, concurrency: int) -> BatchResult:
         from concurrent.futures import ThreadPoolExecutor
 
-        earlier = self.ledger.batch_rows(self.key)
+        earlier = self.ledger.batch_rows(self.key, self.backend)
         before = _total_credits(self.client)
         with ThreadPoolExecutor(concurrency, thread_name_prefix="nemo-batch") as pool:
             futures = [

@@ -146,7 +146,11 @@ class JobTracker:
 
         def changed(job: RenderJob) -> None:
             if job_id is not None:
-                status = "rendering" if job.status in ("new", "pending", "processing") else None
+                status = {
+                    "new": "submitting",
+                    "pending": "rendering",
+                    "processing": "rendering",
+                }.get(job.status)
                 self.update(job_id, render_id=job.id, progress=job.progress, status=status)
 
         return changed

@@ -16,7 +16,7 @@ from nemo_notebook._background import Running
 from nemo_notebook._batch import BatchResult, RowResult, batch_key, read_batch_csv
 from nemo_notebook._display import ChangesView, NoteView
 from nemo_notebook._draft import SessionState
-from nemo_notebook._errors import NemoError, NotebookError, redact
+from nemo_notebook._errors import APIError, NemoError, NotebookError, redact
 from nemo_notebook._job_tracker import kernel_alive
 from nemo_notebook._ledger import FINISHED, JobRecord
 from nemo_notebook._models import Reply
@@ -230,6 +230,12 @@ class JobsDesk:
                     self.ws.export_names.next_path(name, fmt)
                 )
             )
+        except APIError as exc:
+            tracker.export_ended(record.id, error=exc)
+            if exc.status != 404 or record.status != "submitting":
+                raise
+            self.ws.output.write(say("export_never_sent", self._language, id=record.id))
+            return None  # its kernel stopped before the submit reached the server
         except BaseException as exc:
             tracker.export_ended(record.id, error=exc)
             raise
@@ -333,7 +339,7 @@ class JobsDesk:
         return result.dataframe
 
     def _rows_to_run(self, key: str, rows: int, retry_failed: bool) -> int:
-        done = self.ws.tracker.ledger.batch_rows(key)
+        done = self.ws.tracker.ledger.batch_rows(key, self.ws.backend)
         finished = {"completed"} | ({"failed"} if not retry_failed else set())
         return rows - sum(1 for record in done.values() if record.status in finished)
 

@@ -235,9 +235,11 @@ class Ledger:
             sql += f" LIMIT {int(limit)}"
         return [_job(row) for row in self._read(sql, tuple(args))]
 
-    def batch_rows(self, batch: str) -> dict[int, JobRecord]:
-        """The rows recorded for a batch, by row number (the latest record of each)."""
-        rows = self._read("SELECT * FROM jobs WHERE batch = ? ORDER BY id", (batch,))
+    def batch_rows(self, batch: str, backend: str) -> dict[int, JobRecord]:
+        """The rows recorded for a batch on ``backend``, by row number (the latest of each)."""
+        rows = self._read(
+            "SELECT * FROM jobs WHERE batch = ? AND backend = ? ORDER BY id", (batch, backend)
+        )
         return {record.row: record for record in map(_job, rows) if record.row is not None}
 
     def recent_turn_costs(self, backend: str, count: int = 20) -> list[int]:
