@@ -34,6 +34,7 @@ from nemo_notebook._display import MAX_TABLE_ROWS, percent_of
 from nemo_notebook._draft import CAPTION_SEGMENTS, Draft
 from nemo_notebook._errors import NemoError
 from nemo_notebook._intents import Intent, route
+from nemo_notebook._job_tracker import JobTracker
 from nemo_notebook._media_views import MAX_IMAGE_PIXELS, ImageView, media_type, relative_src
 from nemo_notebook._models import Reply, Turn
 from nemo_notebook._panel_turn import TurnInPanel
@@ -122,9 +123,12 @@ class Panel(anywidget.AnyWidget):
         clock: Callable[[], float] = time.monotonic,
         max_table_rows: int = MAX_TABLE_ROWS,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
+        tracker: JobTracker | None = None,
         **kwargs: Any,
     ) -> None:
         self._client = client if client is not None else session.client if session else None
+        self._tracker = tracker  # the folder's job ledger, when the panel came from %nemo
+        self._name = name
         self._session = session
         self._language = language
         self._words: Words = words_for(language)
@@ -437,6 +441,10 @@ class Panel(anywidget.AnyWidget):
         self._transcript.begin_turn()
         view = TurnInPanel(self._transcript, self._words, self._clock)
         reply: Reply | None = None
+        job = self._record(
+            lambda tracker, backend: tracker.turn_started(backend, self._name, session, text)
+        )
+        failure: BaseException | None = None
         try:
             reply = stream_turn(
                 session,
@@ -448,13 +456,24 @@ class Panel(anywidget.AnyWidget):
                 on_event=lambda event: self._on_event(view, event),
                 language=self._lang,
             )
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             view.end(reply)
             self._turns_shown = len(session.history)
+            if self._tracker is not None:
+                self._tracker.turn_ended(job, reply=reply, error=failure)
         if reply is None:
             self._say_stopped()
             return
         self._show_reply(reply)
+
+    def _record(self, start: Callable[[JobTracker, str], int | None]) -> int | None:
+        """Write a job to the folder's ledger (when the panel has one); its id."""
+        if self._tracker is None or self._client is None:
+            return None
+        return start(self._tracker, self._client.api_url)
 
     def _on_event(self, view: TurnInPanel, event: object) -> None:
         self.events_seen += 1
@@ -585,9 +604,20 @@ class Panel(anywidget.AnyWidget):
     def _export(self, fmt: str = "mp4") -> None:
         session = self._ensure_session()
         self._show_progress(0.0)
-        path = render_and_save(
-            session, fmt, on_progress=self._show_progress, path_for=self._next_export_path
+        job = self._record(
+            lambda tracker, backend: tracker.export_started(backend, self._name, session, fmt)
         )
+        try:
+            path = render_and_save(
+                session, fmt, on_progress=self._show_progress, path_for=self._next_export_path,
+                on_change=self._tracker.export_changed(job) if self._tracker else None,
+            )  # fmt: skip
+        except BaseException as exc:
+            if self._tracker is not None:
+                self._tracker.export_ended(job, error=exc)
+            raise
+        if self._tracker is not None:
+            self._tracker.export_ended(job, path=path)
         self.last_video = path
         self._show_export(path)
         self._show_claim_link(session)

@@ -743,6 +743,7 @@ class Workspace:
             local_emulator=self.emulator is not None,
             max_table_rows=self.settings.max_table_rows,
             max_image_pixels=self.settings.max_image_pixels,
+            tracker=self.tracker,
         )
 
 

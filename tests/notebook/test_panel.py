@@ -494,6 +494,32 @@ def test_panel_turn_and_export_against_the_emulator(
     assert "nmv_usr_" not in live_html(panel) + panel.transcript + static
 
 
+def test_a_panel_from_the_notebook_writes_its_turns_and_exports_to_the_ledger(
+    emulator: Any, tmp_path: Path
+) -> None:
+    from IPython.utils.capture import capture_output
+
+    from nemo_notebook import Ledger
+    from nemo_notebook._commands import SessionArgs
+    from nemo_notebook._workspace import Workspace
+
+    workspace = Workspace(base_dir=tmp_path)
+    with capture_output():
+        workspace.connect(emulator.url)
+        panel = workspace.panel(SessionArgs())
+    panel.submit(CITY)
+    assert panel.wait(60) and panel.last_error is None
+    panel.export()
+    assert panel.wait(120) and panel.last_error is None
+    jobs = Ledger.in_folder(tmp_path).jobs()
+    assert [(job.kind, job.status, job.session_name) for job in jobs] == [
+        ("export", "completed", "main"),
+        ("turn", "completed", "main"),
+    ]
+    assert jobs[0].render_id and jobs[0].output == str(panel.last_video)
+    workspace.close()
+
+
 def test_panel_uploads_several_files_in_one_request(
     client: NemoClient, emulator: Any, tmp_path: Path
 ) -> None:
