@@ -74,7 +74,8 @@ class RowResult:
 
 
 class BatchResult:
-    """The rows' results in row order; ``dataframe`` for pandas."""
+    """The rows' results in row order; ``dataframe`` as people read it (a blank where a value
+    is unknown; the video's file name, its folder is the batch's ``out_dir``)."""
 
     def __init__(self, batch: str, rows: Sequence[RowResult], credits_spent: int | None) -> None:
         self.batch = batch
@@ -100,16 +101,15 @@ class BatchResult:
                     "row": result.row,
                     "status": result.status,
                     "session": result.session,
-                    "video": str(result.video) if result.video else None,
-                    "credits": result.credits,
-                    "error": result.error,
+                    "video": result.video.name if result.video else "",
+                    "credits": result.credits if result.credits is not None else "",
+                    "error": result.error or "",
                     "prompt": result.prompt,
                 }
                 for result in self.rows
             ],
             columns=["row", "status", "session", "video", "credits", "error", "prompt"],
         )
-        frame["credits"] = frame["credits"].astype("Int64")
         return frame.set_index("row")
 
 

@@ -190,8 +190,8 @@ class JobTracker:
         frame = pandas.DataFrame(
             [_row(job) for job in jobs],
             columns=["id", "kind", "session", "started", "status", "progress", "output", "credits"],
+            dtype=object,
         )
-        frame["credits"] = frame["credits"].astype("Int64")
         return frame.set_index("id")
 
 
@@ -208,7 +208,7 @@ def _row(job: JobRecord) -> dict[str, Any]:
         "status": status,
         "progress": f"{round(job.progress * 100)}%" if job.kind != "turn" else "",
         "output": output,
-        "credits": job.credits,
+        "credits": job.credits if job.credits is not None else "",  # an export costs none
     }
 
 

@@ -61,7 +61,11 @@ class JobsDesk:
     ) -> Running:
         """Run ``work`` in the background; the cell says so and returns at once."""
         number = job_id if job_id is not None else -1
-        self.ws.output.write(say("background_started", self._language, job=number))
+        started = say("background_started", self._language, job=number)
+        if self.ws.output.live:
+            self.ws.output.display(NoteView(started.strip()))
+        else:
+            self.ws.output.write(started)
 
         def failed(error: BaseException) -> None:
             brief = redact(getattr(error, "message", None) or str(error) or type(error).__name__)

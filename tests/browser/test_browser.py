@@ -585,3 +585,54 @@ def test_backend_markup_shows_as_text_and_never_runs(lab: LabPage, workdir: Path
     assert injected_images.count() == 1, "only the control cell may render an <img onerror>"
     assert outputs.locator("script", has_text="__pwned").count() == 0
     assert_no_console_errors(lab)
+
+
+def background_notebook(path: Path) -> Path:
+    """A background generation and export, with plain cells that run while they work."""
+    import nbformat
+
+    document = nbformat.v4.new_notebook()
+    document.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    document.cells = [
+        nbformat.v4.new_code_cell("%load_ext nemo_notebook\n%nemo connect --local"),
+        nbformat.v4.new_code_cell(
+            "emulator = %nemo emulator\n"
+            "emulator.time_scale = 0.01\n"
+            "emulator.turn_latency_s = 150  # 1.5 s at this time scale"
+        ),
+        nbformat.v4.new_code_cell(
+            "%%nemo --background\ngenerate a realistic image of a futuristic city at night"
+        ),
+        nbformat.v4.new_code_cell("print('meanwhile', sum(range(10)))"),
+        nbformat.v4.new_code_cell("%nemo attach"),
+        nbformat.v4.new_code_cell("%nemo export --background --link"),
+        nbformat.v4.new_code_cell("print('still free')"),
+        nbformat.v4.new_code_cell("%nemo attach\n%nemo jobs"),
+    ]
+    nbformat.write(document, path)
+    return path
+
+
+def test_background_cells_keep_updating_in_their_own_cell(lab: LabPage, workdir: Path) -> None:
+    panel = open_and_run_all(lab, background_notebook(workdir / "background.ipynb"))
+    assert not lab.error_outputs(panel)
+    turn = lab.code_cell_outputs(panel, 2)
+    lab.watch("background turn cell", turn)
+    expect(turn).to_contain_text("in the background as job 1")
+    expect(turn.locator(".nemo-turn .nemo-footer")).to_contain_text("credits", timeout=30_000)
+    expect(turn.locator(".nemo-turn")).to_contain_text("futuristic city at night")
+    expect(lab.code_cell_outputs(panel, 3)).to_have_text("meanwhile 45")
+    export = lab.code_cell_outputs(panel, 5)
+    lab.watch("background export cell", export)
+    expect(export.locator("video")).to_have_count(1, timeout=60_000)
+    expect(export).to_contain_text("Saved nemo-main-1.mp4")
+    expect(lab.code_cell_outputs(panel, 6)).to_have_text("still free")
+    jobs = lab.code_cell_outputs(panel, 7)
+    lab.watch("jobs table", jobs)
+    expect(jobs.locator("table")).to_contain_text("completed")
+    assert "turn" in jobs.locator("table").inner_text() and "export" in jobs.inner_text()
+    assert_no_console_errors(lab)
