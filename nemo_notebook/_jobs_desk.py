@@ -94,10 +94,7 @@ class JobsDesk:
         running = self.ws.background.unfinished()
         if running:
             first = running[0].job_id
-            raise NotebookError(
-                f"Job {first} is still running on this connection; wait for it with "
-                f"`%nemo attach {first}` before connecting elsewhere."
-            )
+            raise NotebookError(say("still_running_here", self._language, job=first))
 
     # -- resuming --------------------------------------------------------------------------
 
@@ -306,9 +303,9 @@ class JobsDesk:
         try:
             rows = read_batch_csv(source)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise NotebookError(f"Cannot read the batch file: {exc}") from exc
+            raise NotebookError(say("batch_unreadable", self._language, error=exc)) from exc
         if not rows:
-            raise NotebookError(f"{source.name} has no rows under its header.")
+            raise NotebookError(say("batch_empty", self._language, name=source.name))
         client = self.ws.ensure_client()
         key = batch_key(rows)
         folder = self.ws.base_dir / f"{source.stem}-videos"

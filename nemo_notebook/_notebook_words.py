@@ -152,6 +152,26 @@ _EN: dict[str, str] = {
         "{credits} credits · videos in {folder}/\n"
     ),
     "batch_bar": "Batch",
+    "no_upload_file": "No such file to upload: {files}",
+    "say_which_file": "Say which file to upload: `%nemo upload PATH|URL`.",
+    "empty_message": "The message is empty: write it in the cell body under %%nemo.",
+    "image_skipped": "A generated image was skipped: {problem}.",
+    "image_unfetched": "Could not fetch a generated image: {error}",
+    "add_local_only": (
+        "`%nemo credits --add` tops up the local emulator only; run `%nemo connect --local` "
+        "first. Cloud credits come from your NemoVideo account."
+    ),
+    "no_account": "The local emulator did not say which account this is.",
+    "no_local_emulator": (
+        "No local emulator in this notebook: run `%nemo connect --local` first, or start one "
+        "yourself with `nemo_notebook.emulator.start()`."
+    ),
+    "still_running_here": (
+        "Job {job} is still running on this connection; wait for it with `%nemo attach {job}` "
+        "before connecting elsewhere."
+    ),
+    "batch_unreadable": "Cannot read the batch file: {error}",
+    "batch_empty": "{name} has no rows under its header.",
 }
 
 _ZH: dict[str, str] = {
@@ -270,6 +290,25 @@ _ZH: dict[str, str] = {
         "{credits} 积分 · 视频在 {folder}/\n"
     ),
     "batch_bar": "批量",
+    "no_upload_file": "没有要上传的文件：{files}",
+    "say_which_file": "请说明要上传哪个文件：`%nemo upload PATH|URL`。",
+    "empty_message": "消息是空的：请在 %%nemo 下面的单元格正文中写出消息。",
+    "image_skipped": "跳过了一张生成的图片：{problem}。",
+    "image_unfetched": "无法获取一张生成的图片：{error}",
+    "add_local_only": (
+        "`%nemo credits --add` 只为本地模拟器充值；请先运行 `%nemo connect --local`。"
+        "云端积分来自你的 NemoVideo 账户。"
+    ),
+    "no_account": "本地模拟器没有说明这是哪个账户。",
+    "no_local_emulator": (
+        "此笔记本中没有本地模拟器：请先运行 `%nemo connect --local`，"
+        "或自己用 `nemo_notebook.emulator.start()` 启动一个。"
+    ),
+    "still_running_here": (
+        "任务 {job} 仍在此连接上运行；连接到别处之前，请用 `%nemo attach {job}` 等待它完成。"
+    ),
+    "batch_unreadable": "无法读取批量任务文件：{error}",
+    "batch_empty": "{name} 的表头下面没有任何行。",
 }
 
 

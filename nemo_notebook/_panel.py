@@ -532,7 +532,9 @@ class Panel(anywidget.AnyWidget):
         """New stills as cards: each preview is made once (at most 960 px wide) and the same
         bytes go to the card and the saved copy; a Stop ends the fetching."""
         client = self._ensure_session().client
-        for shown in new_images(client, reply, max_pixels=self.max_image_pixels):
+        for shown in new_images(
+            client, reply, max_pixels=self.max_image_pixels, language=self._lang
+        ):
             if isinstance(shown, ImageView):
                 self._transcript.image(shown)
             else:
@@ -593,7 +595,7 @@ class Panel(anywidget.AnyWidget):
             self._set_status(self._words("upload_which"), "idle")
             return
         self._set_status(self._words("uploading"), "working")
-        files = upload_targets(self._ensure_session(), targets)
+        files = upload_targets(self._ensure_session(), targets, self._lang)
         names = ", ".join(uploaded.filename for uploaded in files)
         uploaded = self._words("uploaded", names=names)
         self._transcript.note(uploaded, role=SYSTEM)

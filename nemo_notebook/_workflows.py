@@ -115,7 +115,7 @@ def current_draft(session: Session, language: str = "en") -> tuple[Draft, str | 
 
 
 def new_images(
-    client: NemoClient, reply: Reply, *, max_pixels: int = MAX_IMAGE_PIXELS
+    client: NemoClient, reply: Reply, *, max_pixels: int = MAX_IMAGE_PIXELS, language: str = "en"
 ) -> Iterator[ImageView | NoteView]:
     """The stills a turn generated, one at a time (a caller may stop between them), each
     fetched and downscaled once (:class:`ImageView`); one whose URL or file cannot be used
@@ -125,12 +125,12 @@ def new_images(
     for url in generated_image_urls(before, after):
         problem = media_url_problem(url)
         if problem is not None:
-            yield NoteView(f"A generated image was skipped: {problem}.")
+            yield NoteView(say("image_skipped", language, problem=problem))
             continue
         try:
             data = client.fetch_bytes(url)
         except (NemoError, ValueError) as exc:
-            yield NoteView(f"Could not fetch a generated image: {exc}")
+            yield NoteView(say("image_unfetched", language, error=exc))
             continue
         view = ImageView(data, label=_file_name(url), max_pixels=max_pixels)
         yield NoteView(view.note) if view.note else view
@@ -141,14 +141,16 @@ def _file_name(url: str) -> str:
     return " ".join(name.split())[:60] or "image"
 
 
-def upload_targets(session: Session, targets: Sequence[str]) -> tuple[UploadedFile, ...]:
+def upload_targets(
+    session: Session, targets: Sequence[str], language: str = "en"
+) -> tuple[UploadedFile, ...]:
     """Upload local files in one request and URLs in one more (a request carries one kind);
     every local file is checked to exist before anything is sent."""
     urls = [target for target in targets if target.startswith(("http://", "https://"))]
     paths = [Path(target).expanduser() for target in targets if target not in urls]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
-        raise FileNotFoundError(f"No such file to upload: {', '.join(missing)}")
+        raise FileNotFoundError(say("no_upload_file", language, files=", ".join(missing)))
     uploaded: list[UploadedFile] = []
     if paths:
         uploaded += session.upload(*paths)

@@ -351,7 +351,7 @@ class Workspace:
             return self.status(SessionArgs(session=args.session))
         if decision.intent is Intent.UPLOAD:
             if not decision.argument:
-                raise NotebookError("Say which file to upload: `%nemo upload PATH|URL`.")
+                raise NotebookError(say("say_which_file", self.language))
             return self.upload(UploadArgs(targets=decision.arguments, session=args.session))
         return self.chat(text, args)
 
@@ -361,7 +361,7 @@ class Workspace:
         turn over the credit budget, or on a session whose last turn still runs, is refused
         before anything is sent."""
         if not text.strip():
-            raise NotebookError("The message is empty: write it in the cell body under %%nemo.")
+            raise NotebookError(say("empty_message", self.language))
         session = self.session(args.session)
         text, answering = answer_for(text, session.pending_question, self.language)
         self.jobs.check_turn(args.session)
@@ -508,7 +508,9 @@ class Workspace:
 
     def _show_new_images(self, reply: Reply) -> None:
         client = self.ensure_client()
-        for shown in new_images(client, reply, max_pixels=self.settings.max_image_pixels):
+        for shown in new_images(
+            client, reply, max_pixels=self.settings.max_image_pixels, language=self.language
+        ):
             self.output.display(shown)
 
     def tracks_table(self, draft: Draft) -> TracksTable:
@@ -550,14 +552,11 @@ class Workspace:
     def add_local_credits(self, amount: int) -> int:
         """Top up this person's balance on the local emulator; returns the new balance."""
         if self.emulator is None:
-            raise NotebookError(
-                "`%nemo credits --add` tops up the local emulator only; run "
-                "`%nemo connect --local` first. Cloud credits come from your NemoVideo account."
-            )
+            raise NotebookError(say("add_local_only", self.language))
         client = self.ensure_client()
         client.credits()  # the account id is known once a call has been made
         if client.user_id is None:
-            raise NotebookError("The local emulator did not say which account this is.")
+            raise NotebookError(say("no_account", self.language))
         available = self.emulator.add_credits(client.user_id, amount)
         self.output.write(say("added_credits", self.language, amount=amount, available=available))
         return available
@@ -578,7 +577,7 @@ class Workspace:
 
     def upload(self, args: UploadArgs) -> tuple[UploadedFile, ...]:
         """Upload local files (one request) and URLs (one request) into the session."""
-        files = upload_targets(self.session(args.session), args.targets)
+        files = upload_targets(self.session(args.session), args.targets, self.language)
         for uploaded in files:
             self.output.write(say("uploaded", self.language, what=_describe_upload(uploaded)))
         return files
@@ -721,10 +720,7 @@ class Workspace:
     def local_emulator(self) -> EmulatorHandle:
         """The handle of the emulator ``%nemo connect --local`` started (faults, credits)."""
         if self.emulator is None:
-            raise NotebookError(
-                "No local emulator in this notebook: run `%nemo connect --local` first, or start "
-                "one yourself with `nemo_notebook.emulator.start()`."
-            )
+            raise NotebookError(say("no_local_emulator", self.language))
         return self.emulator
 
     def panel(self, args: SessionArgs) -> Panel:

@@ -13,10 +13,10 @@ from fake_backend import API_URL, FakeBackend, fake_client
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
 
-from nemo_notebook._commands import ExportArgs
+from nemo_notebook._commands import CellArgs, ExportArgs, UploadArgs
 from nemo_notebook._config import DEFAULT_WEB_URL
 from nemo_notebook._draft import Draft
-from nemo_notebook._errors import InsufficientCreditsError, NothingToExportError
+from nemo_notebook._errors import InsufficientCreditsError, NotebookError, NothingToExportError
 from nemo_notebook._events import tool_status
 from nemo_notebook._protocol import words_language
 from nemo_notebook._workspace import DefaultSettings, Workspace
@@ -143,3 +143,29 @@ def test_a_failure_of_the_core_reads_chinese_in_a_chinese_notebook(tmp_path: Pat
         f"你的积分已用完。请在 {DEFAULT_WEB_URL}/register?bind=anon_1 注册，"
         "即可获得更多积分并保留你的作品。服务器返回：Insufficient credits（代码 2001，HTTP 402）"
     )
+
+
+def test_long_work_and_upload_messages_read_chinese(tmp_path: Path) -> None:
+    backend = FakeBackend(drafts=[{"t": [{"tt": 0, "sg": []}]}])
+    output = _Written()
+    workspace = Workspace(
+        settings=DefaultSettings(language="zh", budget=0),
+        output=output,
+        client_factory=lambda **kwargs: fake_client(backend, tmp_path / "config", **kwargs),
+        env={"NEMO_API_URL": API_URL},
+        base_dir=tmp_path,
+    )
+    workspace.connect()
+    with pytest.raises(NotebookError) as refused:
+        workspace.chat("生成一张城市夜景的图片", CellArgs())
+    assert refused.value.message.startswith(
+        "积分预算 0 已用完（本内核已花费 0）；没有发送任何内容。"
+    )
+    with pytest.raises(FileNotFoundError, match=r"没有要上传的文件：.*missing\.png"):
+        workspace.upload(UploadArgs(targets=(str(tmp_path / "missing.png"),)))
+    workspace.jobs.budget(None, lift=True)
+    assert output.text.endswith(
+        "没有积分预算；本内核已花费 0 积分。用 `%nemo budget N` 设置预算。\n"
+    )
+    workspace.jobs.attach(None)
+    assert output.text.endswith("此文件夹中没有未完成的任务。\n")
