@@ -350,8 +350,8 @@ READABLE = {
 }
 
 
-def panel_notebook(path: Path) -> Path:
-    """A notebook that opens the chat panel on a local emulator whose agent asks back."""
+def write_notebook(path: Path, sources: list[str]) -> Path:
+    """A notebook of these code cells, on the python3 kernel."""
     import nbformat
 
     document = nbformat.v4.new_notebook()
@@ -360,17 +360,23 @@ def panel_notebook(path: Path) -> Path:
         "display_name": "Python 3 (ipykernel)",
         "language": "python",
     }
-    document.cells = [
-        nbformat.v4.new_code_cell(
+    document.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(document, path)
+    return path
+
+
+def panel_notebook(path: Path) -> Path:
+    """A notebook that opens the chat panel on a local emulator whose agent asks back."""
+    return write_notebook(
+        path,
+        [
             "from nemo_notebook import NemoClient, Panel\n"
             "from nemo_notebook.emulator import start\n"
             "emulator = start(variant='ask-question')  # its first generation asks back\n"
             "panel = Panel(client=NemoClient(api_url=emulator.url), local_emulator=True)\n"
             "panel"
-        )
-    ]
-    nbformat.write(document, path)
-    return path
+        ],
+    )
 
 
 @pytest.mark.parametrize(("frontend", "theme"), FRONTENDS)
@@ -530,37 +536,31 @@ CONTROL_CELL = (
 
 def injection_notebook(path: Path) -> Path:
     """A notebook that feeds markup through the emulator and the package's display objects."""
-    import nbformat
-
-    code = nbformat.v4.new_code_cell
-    document = nbformat.v4.new_notebook()
-    document.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    document.cells = [
-        code("%load_ext nemo_notebook\n%nemo connect --local"),
-        code("%%nemo\ngenerate a realistic image of a quiet harbor at dawn"),
-        code(f"%%nemo\nadd the title '{IMG_FROM_TITLE}'"),
-        code(f"%%nemo\nadd captions '{SCRIPT_FROM_CAPTIONS}'"),
-        code("%nemo tracks"),
-        code(
-            "from types import SimpleNamespace\n"
-            "from IPython.display import display\n"
-            "from nemo_notebook._display import ChangesView, LinkView, ReplyView\n"
-            f"reply = SimpleNamespace(text={IMG_IN_REPLY!r}, changes=({SCRIPT_IN_CHANGES!r},))\n"
-            "display(ReplyView(reply))\n"
-            f"display(ChangesView(({IMG_IN_REPLY!r}, {SCRIPT_IN_CHANGES!r})))\n"
-            f"display(LinkView({URL_BREAKING_OUT!r}, {IMG_IN_LINK!r}, "
-            f"note={SCRIPT_IN_CHANGES!r}))"
-        ),
-        code("panel = %nemo panel\npanel"),
-        code(f"panel.submit({f'add the title {IMG_FROM_PANEL!r}'!r})\nassert panel.wait(60)"),
-        code(CONTROL_CELL),
-    ]
-    nbformat.write(document, path)
-    return path
+    code = str  # each cell's source
+    return write_notebook(
+        path,
+        [
+            code("%load_ext nemo_notebook\n%nemo connect --local"),
+            code("%%nemo\ngenerate a realistic image of a quiet harbor at dawn"),
+            code(f"%%nemo\nadd the title '{IMG_FROM_TITLE}'"),
+            code(f"%%nemo\nadd captions '{SCRIPT_FROM_CAPTIONS}'"),
+            code("%nemo tracks"),
+            code(
+                "from types import SimpleNamespace\n"
+                "from IPython.display import display\n"
+                "from nemo_notebook._display import ChangesView, LinkView, ReplyView\n"
+                f"reply = SimpleNamespace(text={IMG_IN_REPLY!r}, "
+                f"changes=({SCRIPT_IN_CHANGES!r},))\n"
+                "display(ReplyView(reply))\n"
+                f"display(ChangesView(({IMG_IN_REPLY!r}, {SCRIPT_IN_CHANGES!r})))\n"
+                f"display(LinkView({URL_BREAKING_OUT!r}, {IMG_IN_LINK!r}, "
+                f"note={SCRIPT_IN_CHANGES!r}))"
+            ),
+            code("panel = %nemo panel\npanel"),
+            code(f"panel.submit({f'add the title {IMG_FROM_PANEL!r}'!r})\nassert panel.wait(60)"),
+            code(CONTROL_CELL),
+        ],
+    )
 
 
 def test_backend_markup_shows_as_text_and_never_runs(lab: LabPage, workdir: Path) -> None:
@@ -589,32 +589,21 @@ def test_backend_markup_shows_as_text_and_never_runs(lab: LabPage, workdir: Path
 
 def background_notebook(path: Path) -> Path:
     """A background generation and export, with plain cells that run while they work."""
-    import nbformat
-
-    document = nbformat.v4.new_notebook()
-    document.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    document.cells = [
-        nbformat.v4.new_code_cell("%load_ext nemo_notebook\n%nemo connect --local"),
-        nbformat.v4.new_code_cell(
+    return write_notebook(
+        path,
+        [
+            "%load_ext nemo_notebook\n%nemo connect --local",
             "emulator = %nemo emulator\n"
             "emulator.time_scale = 0.01\n"
-            "emulator.turn_latency_s = 150  # 1.5 s at this time scale"
-        ),
-        nbformat.v4.new_code_cell(
-            "%%nemo --background\ngenerate a realistic image of a futuristic city at night"
-        ),
-        nbformat.v4.new_code_cell("print('meanwhile', sum(range(10)))"),
-        nbformat.v4.new_code_cell("%nemo attach"),
-        nbformat.v4.new_code_cell("%nemo export --background --link"),
-        nbformat.v4.new_code_cell("print('still free')"),
-        nbformat.v4.new_code_cell("%nemo attach\n%nemo jobs"),
-    ]
-    nbformat.write(document, path)
-    return path
+            "emulator.turn_latency_s = 150  # 1.5 s at this time scale",
+            "%%nemo --background\ngenerate a realistic image of a futuristic city at night",
+            "print('meanwhile', sum(range(10)))",
+            "%nemo attach",
+            "%nemo export --background --link",
+            "print('still free')",
+            "%nemo attach\n%nemo jobs",
+        ],
+    )
 
 
 def test_background_cells_keep_updating_in_their_own_cell(lab: LabPage, workdir: Path) -> None:

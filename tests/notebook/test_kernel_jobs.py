@@ -145,7 +145,7 @@ def test_a_background_export_outlives_its_kernel_and_a_new_kernel_delivers_it(
     started = time.monotonic()
     background = first.run("%nemo export --background")
     assert time.monotonic() - started < 3, "the cell returned while the render runs"
-    assert "in the background as job" in background.stdout
+    assert "in the background as job" in background.html()
     ledger = Ledger.in_folder(folder)
     wait_for(lambda: any(job.status == "rendering" for job in ledger.jobs(kind="export")))
     [export] = ledger.jobs(kind="export")
