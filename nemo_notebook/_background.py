@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 __all__ = ["BackgroundWork", "Running"]
 
 
-@dataclass
+@dataclass(repr=False)
 class Running:
     """One job running in this kernel."""
 
@@ -27,6 +27,10 @@ class Running:
     done: threading.Event = field(default_factory=threading.Event)
     result: object = None
     error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        state = "failed" if self.error is not None else "done" if self.done.is_set() else "running"
+        return f"<background {self.kind} {self.job_id}: {state}>"
 
     def wait(self, timeout: float | None = None) -> Running:
         """Block until the job ends (or ``timeout`` seconds pass)."""

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,10 +42,21 @@ RATE_LIMIT_BACKOFF_S = (2.0, 5.0, 10.0, 20.0, 30.0)
 
 @dataclass(frozen=True)
 class BatchRow:
-    """One row: the message, and optionally a file or URL to upload first."""
+    """One row: the message, and optionally a file or URL to upload first (a relative file is
+    taken from ``folder``, else from the working directory; ``folder`` is not part of what
+    the row is, so a moved checkout finds its rows again)."""
 
     prompt: str
     input: str | None = None
+    folder: str | None = field(default=None, compare=False)
+
+    @property
+    def local_input(self) -> Path | None:
+        """The file to upload, when the input is one (not a URL)."""
+        if not self.input or self.input.startswith(("http://", "https://")):
+            return None
+        path = Path(self.input).expanduser()
+        return path if path.is_absolute() or self.folder is None else Path(self.folder) / path
 
     @classmethod
     def of(cls, value: BatchRow | Mapping[str, Any] | str) -> BatchRow:
@@ -116,6 +127,7 @@ class BatchResult:
 def read_batch_csv(path: str | Path) -> list[BatchRow]:
     """The rows of a CSV file with a ``prompt`` column (and an optional ``input`` column); a
     relative ``input`` path is taken from the CSV file's folder."""
+    folder = str(Path(path).expanduser().resolve().parent)
     source = Path(path).expanduser()
     with source.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
@@ -128,12 +140,7 @@ def read_batch_csv(path: str | Path) -> list[BatchRow]:
         rows = []
         for record in reader:
             row = BatchRow.of({(k or "").strip().lower(): v for k, v in record.items()})
-            if row.input and not row.input.startswith(("http://", "https://")):
-                local = Path(row.input).expanduser()
-                row = BatchRow(
-                    row.prompt, str(local if local.is_absolute() else source.parent / local)
-                )
-            rows.append(row)
+            rows.append(BatchRow(row.prompt, row.input, folder))
     return rows
 
 
@@ -241,14 +248,14 @@ class _Batch:
     def _steps(self, number: int, row: BatchRow, record: JobRecord) -> RowResult:
         if not row.prompt:
             raise ValueError("the prompt is empty")
-        local = row.input and not row.input.startswith(("http://", "https://"))
-        if local and not Path(row.input or "").is_file():
+        local = row.local_input
+        if local is not None and not local.is_file():
             raise FileNotFoundError(f"No such file to upload: {row.input}")
         session = self._session(record)
         status = record.status
         if status in ("pending", "session"):
             if row.input:
-                self._retrying(lambda: _upload(session, row.input or ""))
+                self._retrying(lambda: _upload(session, row))
             self._send(session, row, record)
         elif status == "turn":  # sent by a run that stopped: recover, never send again
             self._recover(session, record)
@@ -339,11 +346,12 @@ def _total_credits(client: NemoClient) -> int | None:
         return None
 
 
-def _upload(session: Session, target: str) -> None:
-    if target.startswith(("http://", "https://")):
-        session.upload_url(target)
+def _upload(session: Session, row: BatchRow) -> None:
+    local = row.local_input
+    if local is not None:
+        session.upload(local)
     else:
-        session.upload(target)
+        session.upload_url(row.input or "")
 
 
 def _result_of(number: int, row: BatchRow, record: JobRecord) -> RowResult:

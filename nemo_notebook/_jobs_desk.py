@@ -59,13 +59,8 @@ class JobsDesk:
     def start(
         self, job_id: int | None, kind: str, session_name: str, work: Callable[[], object]
     ) -> Running:
-        """Run ``work`` in the background; the cell says so and returns at once."""
+        """Run ``work`` in the background (after :meth:`announce`); the cell returns at once."""
         number = job_id if job_id is not None else -1
-        started = say("background_started", self._language, job=number)
-        if self.ws.output.live:
-            self.ws.output.display(NoteView(started.strip()))
-        else:
-            self.ws.output.write(started)
 
         def failed(error: BaseException) -> None:
             brief = redact(getattr(error, "message", None) or str(error) or type(error).__name__)
@@ -75,6 +70,14 @@ class JobsDesk:
 
         return self.ws.background.start(number, kind, session_name, work, failed)
 
+    def announce(self, job_id: int | None) -> None:
+        """Say in the cell that its work goes on in the background, as job ``job_id``."""
+        started = say("background_started", self._language, job=job_id if job_id else -1)
+        if self.ws.output.live:
+            self.ws.output.display(NoteView(started.strip()))
+        else:
+            self.ws.output.write(started)
+
     def check_turn(self, session_name: str) -> None:
         """Refuse a turn before anything is sent: its session is busy, or the budget is."""
         busy = self.ws.background.busy_turn(session_name)
@@ -82,12 +85,7 @@ class JobsDesk:
             raise NotebookError(
                 say("session_busy", self._language, session=session_name, job=busy.job_id)
             )
-        self.ws.spending.check_turn(self._turn_estimate())
-
-    def _turn_estimate(self) -> int | None:
-        if self.ws.spending.budget is None:
-            return None
-        return estimate_per_turn(self.ws.tracker.recent_turn_costs(self.ws.backend))
+        self.ws.spending.check_turn()
 
     def refuse_while_running(self) -> None:
         """Switching backends would cut off the work running in this kernel."""
@@ -184,9 +182,10 @@ class JobsDesk:
             self._finished_line(record, "failed")
             return None
         if isinstance(running.result, Path):
-            self.ws.show_export(running.result)
-        elif isinstance(running.result, Reply):
-            self.ws.show_said(running.result)
+            self.ws.show_export(running.result, self.ws.embed_choice(running.result))
+        elif isinstance(running.result, Reply):  # the reply again, as a cell in the foreground
+            self.ws.show_said(running.result)  # shows it: a notebook saved by a script keeps
+            self.ws.show_reply_extras(running.result, running.session_name or "main")  # it
         return running.result
 
     def _show_finished(self, record: JobRecord) -> object:

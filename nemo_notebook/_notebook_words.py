@@ -112,10 +112,6 @@ _EN: dict[str, str] = {
         "The credit budget of {budget} is used up ({spent} spent in this kernel); nothing was "
         "sent. Raise it with `%nemo budget N` or lift it with `%nemo budget off`."
     ),
-    "budget_turn": (
-        "A turn has cost about {estimate} credits lately, more than the {remaining} left in "
-        "the budget; nothing was sent. Raise it with `%nemo budget N`."
-    ),
     "budget_batch": (
         "This batch would spend about {estimate} credits ({rows} rows at ~{each}), more than "
         "the {remaining} left in the budget; nothing was sent. Add --yes to start it anyway "
@@ -256,10 +252,6 @@ _ZH: dict[str, str] = {
     "budget_spent": (
         "积分预算 {budget} 已用完（本内核已花费 {spent}）；没有发送任何内容。"
         "用 `%nemo budget N` 提高预算，或用 `%nemo budget off` 取消预算。"
-    ),
-    "budget_turn": (
-        "最近每轮对话约花费 {estimate} 积分，超过预算剩余的 {remaining}；没有发送任何内容。"
-        "用 `%nemo budget N` 提高预算。"
     ),
     "budget_batch": (
         "这批任务约需 {estimate} 积分（{rows} 行，每行约 {each}），超过预算剩余的 {remaining}；"

@@ -124,10 +124,12 @@ class Panel(anywidget.AnyWidget):
         max_table_rows: int = MAX_TABLE_ROWS,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         tracker: JobTracker | None = None,
+        ledger_backend: str | None = None,
         **kwargs: Any,
     ) -> None:
         self._client = client if client is not None else session.client if session else None
         self._tracker = tracker  # the folder's job ledger, when the panel came from %nemo
+        self._ledger_backend = ledger_backend  # the backend's key there
         self._name = name
         self._session = session
         self._language = language
@@ -473,7 +475,7 @@ class Panel(anywidget.AnyWidget):
         """Write a job to the folder's ledger (when the panel has one); its id."""
         if self._tracker is None or self._client is None:
             return None
-        return start(self._tracker, self._client.api_url)
+        return start(self._tracker, self._ledger_backend or self._client.api_url)
 
     def _on_event(self, view: TurnInPanel, event: object) -> None:
         self.events_seen += 1

@@ -53,17 +53,13 @@ class Spending:
         budget = self.budget
         return None if budget is None else budget - self.spent
 
-    def check_turn(self, estimate: int | None) -> None:
-        """Refuse a turn that would start over the budget (nothing is sent)."""
+    def check_turn(self) -> None:
+        """Refuse a turn once the budget is used up (nothing is sent). A turn's own cost is
+        not guessed: a small edit after a costly generation must still go through."""
         remaining = self.remaining
-        if remaining is None:
-            return
-        language = self._language()
-        if remaining <= 0:
-            raise NotebookError(say("budget_spent", language, budget=self.budget, spent=self.spent))
-        if estimate is not None and estimate > remaining:
+        if remaining is not None and remaining <= 0:
             raise NotebookError(
-                say("budget_turn", language, estimate=estimate, remaining=remaining)
+                say("budget_spent", self._language(), budget=self.budget, spent=self.spent)
             )
 
     def balance_before(self) -> int | None:

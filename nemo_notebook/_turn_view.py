@@ -170,6 +170,7 @@ class LiveTurn:
         self._dirty = False
         self._status_since: float | None = None
         self._note: str = ""
+        self._shown_running = ""
         output.display(_Empty(), display_id=self._display_id)
 
     def handle(self, event: object) -> None:
@@ -193,8 +194,9 @@ class LiveTurn:
         self._update_if_due()
 
     def wait(self, _elapsed_s: float) -> None:
-        """Called while the stream is silent: the running clock of a long tool call."""
-        if self._status_since is not None:
+        """Called while the stream is silent: the running clock of a long tool call (an
+        update only when the seconds shown change)."""
+        if self._status_since is not None and self._running(self._clock()) != self._shown_running:
             self._dirty = True
         self._update_if_due()
 
@@ -220,7 +222,8 @@ class LiveTurn:
         ):
             return
         self._last_update, self._dirty = now, False
-        body = self.parts.html(final=False, running=self._running(now))
+        self._shown_running = self._running(now)
+        body = self.parts.html(final=False, running=self._shown_running)
         if self._note:
             body += _status_html(self._note)
         self._output.update(_LiveView(body, self.parts.plain()), display_id=self._display_id)

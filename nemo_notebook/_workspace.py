@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,8 @@ class Workspace:
             lambda: self.settings.budget,
         )
         self.jobs = JobsDesk(self)
+        self._local_key: str | None = None
+        self._embed_choices: dict[Path, bool | None] = {}  # --embed / --link of each export
 
     @property
     def language(self) -> str:
@@ -196,8 +199,10 @@ class Workspace:
 
     @property
     def backend(self) -> str:
-        """The backend's key in the ledger: its API URL."""
-        return self.ensure_client().api_url
+        """The backend's key in the ledger: its API URL; for the embedded emulator, which ends
+        with its kernel, a key of that one emulator (a later one may reuse its port)."""
+        client = self.ensure_client()
+        return self._local_key or client.api_url
 
     # -- connection ------------------------------------------------------------------------
 
@@ -223,11 +228,12 @@ class Workspace:
         client, emulator, opened, reopened = self._new_connection(url, local, session, new)
         self.close()
         self.client, self.emulator = client, emulator
+        self._local_key = f"{emulator.url} (local {uuid.uuid4().hex[:12]})" if emulator else None
         self.sessions.update(reopened)
         self.sessions[session] = opened
         self.spending.forget_balance()
         if session not in reopened:
-            self.tracker.remember_session(client.api_url, session, opened, self.settings.language)
+            self.tracker.remember_session(self.backend, session, opened, self.settings.language)
         if emulator is not None:
             self.output.write(say("started_local", self.language, url=emulator.url))
         else:
@@ -251,7 +257,7 @@ class Workspace:
                 client = self._make_client(api_url=emulator.url, env=self._local_env())
             else:
                 client = self._make_client(api_url=url, env=self.env)
-            reopened = {} if new else self.jobs.reopen(client)
+            reopened = {} if new or local else self.jobs.reopen(client)
             if session in reopened:
                 client.credits()  # the backend answers and knows this account
                 opened = reopened[session]
@@ -306,7 +312,7 @@ class Workspace:
     def _open_session(self, client: NemoClient, name: str) -> Session:
         session = client.create_session(language=self.settings.language)
         self.sessions[name] = session
-        self.tracker.remember_session(client.api_url, name, session, self.settings.language)
+        self.tracker.remember_session(self.backend, name, session, self.settings.language)
         return session
 
     def _say_replaced(self, old_id: str, new_id: str) -> None:
@@ -315,13 +321,13 @@ class Workspace:
             for name, session in self.sessions.items():
                 if session.id == new_id:
                     self.tracker.remember_session(
-                        self.client.api_url, name, session, self.settings.language
+                        self.backend, name, session, self.settings.language
                     )
 
     def close(self) -> None:
         """Close the client and stop an emulator this workspace started."""
         client, emulator = self.client, self.emulator
-        self.client, self.emulator = None, None
+        self.client, self.emulator, self._local_key = None, None, None
         self.sessions.clear()
         try:
             if client is not None:
@@ -368,20 +374,31 @@ class Workspace:
         if answering and not args.quiet:
             self.output.write(answering + "\n")
         job_id = self.tracker.turn_started(self.backend, args.session, session, text)
-        if self._in_background(args.background):
-            return self.jobs.start(
-                job_id, "turn", args.session, lambda: self._turn(session, text, args, job_id)
-            )
-        return self._turn(session, text, args, job_id)
+        if not self._in_background(args.background):
+            return self._turn(session, text, args, job_id)
+        self.jobs.announce(job_id)
+        # The live view's first (empty) output is shown now, while the cell runs, so a saved
+        # or re-run notebook always has it; the worker fills it in.
+        view = self._live_turn() if args.stream and not args.quiet and self.output.live else None
+        return self.jobs.start(
+            job_id, "turn", args.session, lambda: self._turn(session, text, args, job_id, view)
+        )
 
     def _in_background(self, asked: bool | None) -> bool:
         return self.settings.background if asked is None else asked
 
-    def _turn(self, session: Session, text: str, args: CellArgs, job_id: int | None) -> Reply:
+    def _turn(
+        self,
+        session: Session,
+        text: str,
+        args: CellArgs,
+        job_id: int | None,
+        view: LiveTurn | None = None,
+    ) -> Reply:
         """Send, show and record one turn, with what it spent."""
         meter = _TurnCredits(self.spending)
         try:
-            reply = self._send_and_show(session, text, args, meter)
+            reply = self._send_and_show(session, text, args, meter, view)
         except BaseException as exc:
             spent = None if isinstance(exc, KeyboardInterrupt) else meter.settle()
             self.tracker.turn_ended(job_id, error=exc, credits=spent)
@@ -400,10 +417,15 @@ class Workspace:
         return reply
 
     def _send_and_show(
-        self, session: Session, text: str, args: CellArgs, meter: _TurnCredits
+        self,
+        session: Session,
+        text: str,
+        args: CellArgs,
+        meter: _TurnCredits,
+        view: LiveTurn | None = None,
     ) -> Reply:
         if args.stream and not args.quiet:
-            return self._stream_turn(session, text, meter)
+            return self._stream_turn(session, text, meter, view)
         reply = session.send(text)
         if not args.quiet:
             self.show_said(reply, self._spent_words(meter.settle()))
@@ -429,7 +451,18 @@ class Workspace:
         if spent:
             self.output.write(f"· {spent}\n")
 
-    def _stream_turn(self, session: Session, text: str, meter: _TurnCredits) -> Reply:
+    def _live_turn(self) -> LiveTurn:
+        return LiveTurn(
+            self.output,
+            rate=self.settings.stream_rate,
+            clock=self._clock,
+            footer=self.backend_footer(),
+            language=self.language,
+        )
+
+    def _stream_turn(
+        self, session: Session, text: str, meter: _TurnCredits, view: LiveTurn | None = None
+    ) -> Reply:
         """The turn streamed into the cell: formatted in a notebook, plain in a terminal."""
         if not self.output.live:
             plain = self._stream_plain(session, text)
@@ -437,13 +470,7 @@ class Workspace:
             if spent:
                 self.output.write(f"· {spent}\n")
             return plain
-        view = LiveTurn(
-            self.output,
-            rate=self.settings.stream_rate,
-            clock=self._clock,
-            footer=self.backend_footer(),
-            language=self.language,
-        )
+        view = view or self._live_turn()
         try:
             streamed = run_turn(session, text, view.handle, on_wait=view.wait)
         except KeyboardInterrupt:
@@ -590,6 +617,7 @@ class Workspace:
         fmt = export_format(args.format)
         job_id = self.tracker.export_started(self.backend, args.session, session, fmt)
         if self._in_background(args.background):
+            self.jobs.announce(job_id)
             return self.jobs.start(
                 job_id, "export", args.session, lambda: self._export(session, fmt, args, job_id)
             )
@@ -602,9 +630,14 @@ class Workspace:
             self.tracker.export_ended(job_id, error=exc)
             raise
         self.tracker.export_ended(job_id, path=path)
+        self._embed_choices[path.resolve()] = args.embed
         self.show_export(path, args.embed)
         self._show_claim_link(session)
         return path
+
+    def embed_choice(self, path: Path) -> bool | None:
+        """``--embed`` (True), ``--link`` (False) or by size (None), as its export said."""
+        return self._embed_choices.get(path.resolve())
 
     def show_export(self, path: Path, embed: bool | None = None) -> None:
         view = self.export_view(path, embed)
@@ -740,6 +773,7 @@ class Workspace:
             max_table_rows=self.settings.max_table_rows,
             max_image_pixels=self.settings.max_image_pixels,
             tracker=self.tracker,
+            ledger_backend=self.backend,
         )
 
 

@@ -256,7 +256,8 @@ def test_read_batch_csv_takes_prompt_and_input_relative_to_the_file(tmp_path):
     )
     rows = read_batch_csv(tmp_path / "rows.csv")
     assert rows[0] == BatchRow("a city at night")
-    assert rows[1].input == str(tmp_path / "photos" / "one.png")
+    assert rows[1].input == "photos/one.png"  # as written: the batch's key does not move
+    assert rows[1].local_input == tmp_path.resolve() / "photos" / "one.png"
     assert rows[2].input == "https://example.com/a.png"
     (tmp_path / "bad.csv").write_text("text\nhello\n", encoding="utf-8")
     with pytest.raises(ValueError, match="'prompt' column"):

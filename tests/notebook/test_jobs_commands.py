@@ -204,3 +204,23 @@ def test_a_new_kernel_in_the_folder_reopens_the_named_sessions(connected, emulat
     assert f"main ({ids['main']})" in cap.stdout and f"promo ({ids['promo']})" in cap.stdout
     _, cap = line(connected, f"connect {emulator.url} --new")
     assert "Reopened" not in cap.stdout
+
+
+def test_local_emulator_sessions_are_never_reopened_by_another_emulator(shell):
+    _, cap = line(shell, "connect --local")
+    cell(shell, "", "generate a realistic image of a quiet street")
+    shell.run_line_magic("unload_ext", "nemo_notebook")  # its emulator ends with it
+    shell.run_line_magic("load_ext", "nemo_notebook")
+    _, cap = line(shell, "connect --local")
+    assert "Reopened" not in cap.stdout and "Left unfinished" not in cap.stdout
+    backends = {job.backend for job in Ledger.in_folder(Path.cwd()).jobs()}
+    assert len(backends) == 1 and "(local " in backends.pop()
+
+
+def test_a_background_turns_handle_reads_as_one_line(connected):
+    cell(connected, "--background --out job", "generate a realistic image of a fjord")
+    job = connected.user_ns["job"]
+    assert repr(job) in ("<background turn 1: running>", "<background turn 1: done>")
+    with capture_output():
+        job.wait(60)
+    assert repr(job) == "<background turn 1: done>"

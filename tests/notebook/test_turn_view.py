@@ -132,6 +132,19 @@ def test_a_long_tool_call_shows_its_running_time_live_only() -> None:
     assert output.calls[-2] == ("update", output.calls[0][1], {"text/plain": ""})
 
 
+def test_a_waiting_tool_call_updates_only_when_its_seconds_change() -> None:
+    clock, output = Clock(), LiveOutput()
+    view = LiveTurn(output, rate=10.0, clock=clock)
+    view.handle(ToolCall("generate_video", {}))
+    before = len(output.calls)
+    for step in range(100):  # 10 s of silence, polled every 0.1 s
+        clock.now = 0.5 + step * 0.1
+        view.wait(clock.now)
+    updates = output.calls[before:]
+    shown = [call[2]["text/html"].rsplit("generating video…", 1)[-1][:6] for call in updates]
+    assert len(updates) == len(set(shown)) <= 9  # one per second shown (from 3 s), no repeats
+
+
 def test_updates_are_at_most_rate_a_second() -> None:
     clock, output = Clock(), LiveOutput()
     view = LiveTurn(output, rate=10.0, clock=clock)
