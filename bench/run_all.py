@@ -1,6 +1,6 @@
 """Run every benchmark and print one table: what, ours, peer, ratio/figure, target, met?
 
-    .venv/bin/python bench/run_all.py              # full sizes (about 5-6 minutes on 2 cores)
+    .venv/bin/python bench/run_all.py              # full sizes (about 8 minutes on 2 cores)
     .venv/bin/python bench/run_all.py --quick      # small sizes, a smoke run (under a minute)
     .venv/bin/python bench/run_all.py --only stream,import
 
@@ -31,6 +31,7 @@ BENCHMARKS = (
     "display",
     "upload",
     "concurrency",
+    "jobs",
     "render",
 )
 
