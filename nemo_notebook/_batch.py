@@ -162,9 +162,11 @@ def run_batch(
     may_start: Callable[[], bool] | None = None,
     on_row: Callable[[RowResult], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    backend: str | None = None,
 ) -> BatchResult:
     """Run every row (see the module docstring); ``may_start()`` is asked before a row starts
-    (a budget says no: the row is skipped), ``on_row`` hears of each row as it ends."""
+    (a budget says no: the row is skipped), ``on_row`` hears of each row as it ends;
+    ``backend`` is the server's key in the ledger (default: the client's API URL)."""
     batch = _Batch(
         client,
         [BatchRow.of(row) for row in rows],
@@ -175,6 +177,7 @@ def run_batch(
         may_start=may_start or (lambda: True),
         on_row=on_row,
         sleep=sleep,
+        backend=backend or client.api_url,
     )
     return batch.run(max(1, int(concurrency)))
 
@@ -192,12 +195,13 @@ class _Batch:
         may_start: Callable[[], bool],
         on_row: Callable[[RowResult], None] | None,
         sleep: Callable[[float], None],
+        backend: str,
     ) -> None:
         self.client, self.rows, self.out_dir, self.ledger = client, rows, out_dir, ledger
         self.format, self.retry_failed, self.may_start = format, retry_failed, may_start
         self.on_row, self.sleep = on_row, sleep
         self.key = batch_key(rows)
-        self.backend = client.api_url
+        self.backend = backend
         self._meter = _TurnMeter(client)
 
     def run(self, concurrency: int) -> BatchResult:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nemo_notebook._background import Running
-from nemo_notebook._batch import BatchResult, RowResult, batch_key, read_batch_csv
+from nemo_notebook._batch import BatchResult, RowResult, batch_key, read_batch_csv, run_batch
 from nemo_notebook._display import ChangesView, NoteView
 from nemo_notebook._draft import SessionState
 from nemo_notebook._errors import APIError, NemoError, NotebookError, redact
@@ -381,9 +381,9 @@ class JobsDesk:
             bar.update(1)
 
         try:
-            return client.batch(
-                rows, out_dir=folder, concurrency=args.concurrency,
-                ledger=self.ws.tracker.ledger, format=args.format,
+            return run_batch(
+                client, rows, out_dir=folder, concurrency=args.concurrency,
+                ledger=self.ws.tracker.ledger, format=args.format, backend=self.ws.backend,
                 retry_failed=args.retry_failed, on_row=on_row, may_start=may_start,
             )  # fmt: skip
         finally:
