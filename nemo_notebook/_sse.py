@@ -173,12 +173,19 @@ def _loads(data: str) -> Any:
 # output (a kernel's stdout, a widget) can carry; only this slow path meets one (msgspec
 # refuses them).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _without_lone_surrogates(value: Any) -> Any:
-    """``value`` with lone surrogates in its strings (keys too) replaced by U+FFFD."""
+    """``value`` with lone surrogates in its strings (keys too) replaced by U+FFFD.
+
+    ``json.loads`` already joins a pair of escapes ("\\ud83d\\ude00") into one character, so
+    every surrogate left is lone, even one next to another: a high escape then a surrogate in
+    the text itself ("\\ud83d" then U+DE00, which may be an undecodable byte kept by
+    ``surrogateescape``) is no pair in JSON, and joining them would make up a character.
+    """
     if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
         return [_without_lone_surrogates(item) for item in value]
     if isinstance(value, dict):

@@ -820,6 +820,54 @@ def test_duplicate_keys_count_as_json_loads_counts_them() -> None:
         assert parse_sse_batch([payload]) == list(parse_event(json.loads(payload)))
 
 
+# Text as a payload carries it, escaped ("\\ud800") or as a surrogate in the text itself (which
+# valid UTF-8 cannot give, but a decoder's surrogateescape can: byte 0x80 is U+DC80), and what
+# is shown for it. Only a pair of escapes is one character; every other surrogate is U+FFFD.
+SURROGATE_TEXTS = [
+    ("\\ud83d\\ude00", "\U0001f600"),
+    ("\\uD83D\\uDE00", "\U0001f600"),
+    ("\\ud800", "\ufffd"),
+    ("\\udc00", "\ufffd"),
+    ("a\\ud800", "a\ufffd"),
+    ("\\udbff\\u0041", "\ufffdA"),
+    ("\\ud800\\ud800", "\ufffd\ufffd"),
+    ("\\udc00\\ud800", "\ufffd\ufffd"),
+    ("\\ud83d\\ud83d\\ude00", "\ufffd\U0001f600"),
+    ("\\ud83d\\ude00\\ude00", "\U0001f600\ufffd"),
+    ("\\ud83d\ude00", "\ufffd\ufffd"),  # an escape, then a surrogate in the text: no pair
+    ("\ud83d\\ude00", "\ufffd\ufffd"),
+    ("\ud83d\ude00", "\ufffd\ufffd"),
+    ("\\ud83d\udc80", "\ufffd\ufffd"),  # not U+1F480 made up of an undecodable byte
+    ("\\ud800\ude00\\udc00", "\ufffd\ufffd\ufffd"),
+    ("\\\\ud800", "\\ud800"),  # an escaped backslash, then plain text
+]
+
+
+@pytest.mark.parametrize(("written", "shown"), SURROGATE_TEXTS)
+@pytest.mark.parametrize("partial", ["true", "false"])
+def test_lone_surrogates_show_as_u_fffd_and_only_a_pair_of_escapes_joins(
+    written: str, shown: str, partial: str
+) -> None:
+    payload = (
+        '{"content":{"role":"model","parts":[{"text":"'
+        + written
+        + '"}]},"partial":'
+        + partial
+        + "}"
+    )
+    expected = [TextChunk(shown, partial == "true")]
+    assert parse_sse_batch([payload]) == expected == list(parse_sse_data(payload)), payload
+    older = '{"type":"text","content":"' + written + '"}'
+    assert parse_sse_batch([older]) == [TextChunk(shown, True)] == list(parse_sse_data(older))
+
+
+@pytest.mark.parametrize(("written", "shown"), SURROGATE_TEXTS)
+def test_lone_surrogates_in_keys_and_nested_values_show_as_u_fffd(written: str, shown: str) -> None:
+    payload = '{"stateDelta":{"k' + written + '":[{"' + written + '":"' + written + '"}]}}'
+    expected = [StateDelta({"k" + shown: [{shown: shown}]})]
+    assert parse_sse_batch([payload]) == expected == list(parse_sse_data(payload)), payload
+
+
 _json_leaf = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)
 )
