@@ -386,3 +386,15 @@ def test_an_anonymous_token_not_recorded_is_a_placeholder(tmp_path: Path):
     with replay_client(cassette, tmp_path) as client:
         assert client.credits().total == 5
         assert client.connection.current_token() == PLACEHOLDER_TOKEN
+
+
+def test_cassette_settings_are_checked(tmp_path: Path):
+    cassette = str(tmp_path / "c.json")
+    with pytest.raises(ConfigError, match="record, replay, once"):
+        NemoClient(env={"NEMO_CASSETTE": cassette, "NEMO_CASSETTE_MODE": "rewind"})
+    with pytest.raises(ConfigError, match="cassette_timing"):
+        NemoClient(cassette=cassette, cassette_timing="slow", env={})
+    with pytest.raises(ConfigError, match="transport="), httpx.Client() as http:
+        NemoClient(cassette=cassette, http_client=http, env={})
+    with NemoClient(env={}, config_dir=tmp_path / "cfg") as client:
+        assert client.connection.cassette is None
