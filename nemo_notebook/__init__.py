@@ -12,6 +12,7 @@ The map (dependencies point down; a test keeps it so)::
                _display (stream sink, tables, reprs)   _media_views (images, videos)
     core       _client (NemoClient, Session: the front)
                _turns (a chat turn)   _export (a render job)   _http (the one connection)
+               _cassette (record and replay at the transport)
                _models (Credits, UploadedFile, Reply, Turn)   _draft, _draft_diff (the timeline)
                _sse (framing, fast decoding) -> _events (event types, parsing)
                _tool_calls, _text_merge, _gui_text, _intents (pure text and routing rules)
@@ -33,6 +34,7 @@ from ._errors import (
     AuthError,
     BadRequestError,
     CancelNotSupportedError,
+    CassetteMissError,
     ClientClosedError,
     ClientIdError,
     ConfigError,
@@ -89,6 +91,7 @@ __all__ = [
     "BatchResult",
     "BatchRow",
     "CancelNotSupportedError",
+    "CassetteMissError",
     "ClientClosedError",
     "ClientIdError",
     "ConfigError",

@@ -77,6 +77,12 @@ class NemoClient:
     and ``clock`` make every wait injectable; ``limits`` caps what is read from the server.
     Every request goes through :attr:`connection`. ``language`` is the sessions' language and
     the language of the client's own messages (Chinese for ``zh``, else English).
+
+    ``cassette`` (or ``NEMO_CASSETTE``) records every exchange into that file, or replays it
+    with no network: ``cassette_mode`` (or ``NEMO_CASSETTE_MODE``) is ``record``, ``replay`` or
+    ``once`` (the default: replay when the file exists, else record); ``cassette_timing``
+    replays chat streams ``fast`` or with their recorded pauses (``real``); media bodies larger
+    than ``cassette_media_bytes`` (50 MB) are not stored. See :mod:`._cassette`.
     """
 
     def __init__(
@@ -95,6 +101,10 @@ class NemoClient:
         env: Mapping[str, str] | None = None,
         config_dir: str | os.PathLike[str] | None = None,
         recreate_missing_sessions: bool = False,
+        cassette: str | os.PathLike[str] | None = None,
+        cassette_mode: str | None = None,
+        cassette_timing: str = "fast",
+        cassette_media_bytes: int | None = None,
     ) -> None:
         settings = resolve_settings(
             api_url=api_url,
@@ -103,6 +113,10 @@ class NemoClient:
             client_id=client_id,
             env=env,
             config_dir=config_dir,
+            cassette=cassette,
+            cassette_mode=cassette_mode,
+            cassette_timing=cassette_timing,
+            cassette_media_bytes=cassette_media_bytes,
         )
         self.connection = Connection(
             settings,

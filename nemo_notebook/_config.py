@@ -96,6 +96,31 @@ class SystemClock:
             cancel.wait(seconds)
 
 
+CASSETTE_MODES = ("record", "replay", "once")
+CASSETTE_TIMINGS = ("fast", "real")
+DEFAULT_CASSETTE_MEDIA_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CassetteSettings:
+    """Record every exchange into ``path``, or replay them from it (see ``_cassette``).
+
+    ``mode``: ``record``, ``replay`` or ``once`` (replay when the file exists, else record).
+    ``timing``: a replayed chat stream comes ``fast`` or with its recorded pauses (``real``).
+    ``media_bytes``: a larger media body is not stored (its replay fails, saying so).
+    """
+
+    path: Path
+    mode: str = "once"
+    timing: str = "fast"
+    media_bytes: int = DEFAULT_CASSETTE_MEDIA_BYTES
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the cassette answers alone (``once`` replays an existing file)."""
+        return self.mode == "replay" or (self.mode == "once" and self.path.exists())
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     """Resolved connection settings: constructor arguments win over the environment."""
@@ -106,6 +131,7 @@ class ConnectionSettings:
     client_id: str | None
     platform: str
     config_dir: Path
+    cassette: CassetteSettings | None = None
 
     def __repr__(self) -> str:
         token = "set (hidden)" if self.token else "none"
@@ -123,6 +149,10 @@ def resolve_settings(
     client_id: str | None = None,
     env: Mapping[str, str] | None = None,
     config_dir: str | os.PathLike[str] | None = None,
+    cassette: str | os.PathLike[str] | None = None,
+    cassette_mode: str | None = None,
+    cassette_timing: str = "fast",
+    cassette_media_bytes: int | None = None,
 ) -> ConnectionSettings:
     """Combine constructor arguments and environment variables into :class:`ConnectionSettings`."""
     env = os.environ if env is None else env
@@ -136,7 +166,38 @@ def resolve_settings(
         client_id=(client_id or env.get("NEMO_CLIENT_ID") or "").strip() or None,
         platform=env.get("SKILL_SOURCE") or DEFAULT_PLATFORM,
         config_dir=Path(config_dir) if config_dir is not None else default_config_dir(env),
+        cassette=resolve_cassette(
+            cassette, cassette_mode, cassette_timing, cassette_media_bytes, env
+        ),
     )
+
+
+def resolve_cassette(
+    path: str | os.PathLike[str] | None,
+    mode: str | None,
+    timing: str,
+    media_bytes: int | None,
+    env: Mapping[str, str],
+) -> CassetteSettings | None:
+    """The cassette of the arguments, else of ``NEMO_CASSETTE`` / ``NEMO_CASSETTE_MODE``;
+    ``None`` without one."""
+    where = path if path is not None else (env.get("NEMO_CASSETTE") or "").strip() or None
+    if where is None:
+        return None
+    mode = (mode or env.get("NEMO_CASSETTE_MODE") or "once").strip().lower()
+    if mode not in CASSETTE_MODES:
+        raise ConfigError(
+            f"The cassette mode must be one of {', '.join(CASSETTE_MODES)} "
+            f"(NEMO_CASSETTE_MODE or cassette_mode=), got {mode!r}."
+        )
+    if timing not in CASSETTE_TIMINGS:
+        raise ConfigError(
+            f"cassette_timing must be one of {', '.join(CASSETTE_TIMINGS)}, got {timing!r}."
+        )
+    limit = DEFAULT_CASSETTE_MEDIA_BYTES if media_bytes is None else media_bytes
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigError(f"cassette_media_bytes must be a number of bytes, got {limit!r}.")
+    return CassetteSettings(Path(where).expanduser(), mode, timing, limit)
 
 
 def _check_url(url: str, name: str) -> str:
@@ -295,6 +356,25 @@ class TokenCache:
         with contextlib.suppress(OSError):  # a read-only home must not break the client
             ensure_private_config_dir(self.config_dir)
             write_private(self.path, json.dumps(entries, indent=1).encode())
+
+
+class MemoryTokenCache(TokenCache):
+    """A token cache that lives and dies with its connection: a replayed cassette's
+    placeholder token must never reach (or come from) the real cache."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, object] = {}
+
+    @contextlib.contextmanager
+    def renewal(self) -> Iterator[None]:
+        with self._renewal_lock:
+            yield
+
+    def _read(self) -> dict[str, object]:
+        return dict(self._entries)
+
+    def _write(self, entries: dict[str, object]) -> None:
+        self._entries = dict(entries)
 
 
 def parse_expiry(value: object, now: float | None = None) -> float:

@@ -7,6 +7,7 @@
     ├── ClientClosedError           the NemoClient was closed
     ├── TransportError              the server could not be reached / the connection dropped
     ├── LimitExceededError          the server sent more than a client limit allows
+    ├── CassetteMissError           replaying: the cassette holds no answer to a request
     ├── APIError                    the server answered with an error (code, status, request id)
     │   ├── AuthError               1001: bad or expired token
     │   ├── SessionNotFoundError    1002: unknown session (or another user's)
@@ -58,6 +59,7 @@ __all__ = [
     "AuthError",
     "BadRequestError",
     "CancelNotSupportedError",
+    "CassetteMissError",
     "ClientClosedError",
     "ClientIdError",
     "ConfigError",
@@ -85,6 +87,7 @@ __all__ = [
     "out_of_credits_advice",
     "redact",
     "remember_secret",
+    "remembered_secrets",
     "run_error",
     "turn_may_still_finish",
 ]
@@ -100,6 +103,11 @@ def remember_secret(value: str | None) -> None:
     """Redact ``value`` wherever :func:`redact` runs from now on (a token of any form)."""
     if value and len(value) >= _MIN_SECRET_CHARS:
         _SECRETS.add(value)
+
+
+def remembered_secrets() -> tuple[str, ...]:
+    """Every secret :func:`remember_secret` was handed (a cassette scrubs them too)."""
+    return tuple(_SECRETS)
 
 
 def redact(text: str) -> str:
@@ -272,6 +280,12 @@ class RateLimitError(APIError):
 
 class ServerError(APIError):
     """HTTP 5xx: the server failed."""
+
+
+class CassetteMissError(NemoError):
+    """Replaying a cassette, the client sent a request it holds no (more) answers to, or whose
+    body was not stored; the message names the method and path and how to record again. No
+    request goes to the network while replaying."""
 
 
 class TurnError(NemoError):

@@ -18,6 +18,7 @@ from ._error_words import error_text
 from ._errors import (
     APIError,
     CancelNotSupportedError,
+    CassetteMissError,
     LimitExceededError,
     NemoError,
     RenderFailedError,
@@ -239,7 +240,7 @@ class RenderJob:
             try:
                 _write_atomically(target, self._connection, url)
                 return target
-            except LimitExceededError:  # the other address serves the same file
+            except (LimitExceededError, CassetteMissError):  # the other address cannot help
                 raise
             except NemoError as exc:
                 last_error = exc

@@ -18,11 +18,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ._cassette import PLACEHOLDER_CLIENT_ID, CassetteTransport, NoWaitClock
 from ._config import (
     CachedToken,
     Clock,
     ConnectionSettings,
     Limits,
+    MemoryTokenCache,
     SystemClock,
     Timing,
     TokenCache,
@@ -36,6 +38,7 @@ from ._errors import (
     APIError,
     AuthError,
     ClientClosedError,
+    ConfigError,
     LimitExceededError,
     RateLimitError,
     TransportError,
@@ -68,6 +71,11 @@ class Connection:
     ``transport``/``http_client`` are the test seam; ``timing`` and ``clock`` make every wait
     injectable; ``limits`` caps what is read from the server. ``language`` (``"en"`` or
     ``"zh"``) is the language of the messages of its errors.
+
+    With ``settings.cassette`` every exchange goes through a :class:`CassetteTransport`
+    (:attr:`cassette`): recorded through ``transport`` (or httpx's own), or replayed with no
+    network. Replaying keeps tokens in memory only, and with ``fast`` timing skips the client's
+    own waits (poll back-off) unless a ``clock`` is given.
     """
 
     def __init__(
@@ -93,6 +101,19 @@ class Connection:
         self._token_cache = TokenCache(settings.config_dir)
         self._token_lock = threading.Lock()
         self._closed = False
+        self.cassette: CassetteTransport | None = None
+        if settings.cassette is not None:
+            if http_client is not None:
+                raise ConfigError(
+                    "A cassette records at the transport: give transport= instead of "
+                    "http_client=, or no cassette."
+                )
+            self.cassette = transport = CassetteTransport(settings.cassette, transport)
+            if self.cassette.replaying:
+                self._token_cache = MemoryTokenCache()
+                self._client_id = self._client_id or PLACEHOLDER_CLIENT_ID
+                if clock is None and settings.cassette.timing == "fast":
+                    self.clock = NoWaitClock()
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             transport=transport,

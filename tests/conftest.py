@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-NEMO_ENV = ("NEMO_TOKEN", "NEMO_API_URL", "NEMO_WEB_URL", "NEMO_CLIENT_ID", "SKILL_SOURCE")
+NEMO_ENV = (
+    "NEMO_TOKEN", "NEMO_API_URL", "NEMO_WEB_URL", "NEMO_CLIENT_ID", "SKILL_SOURCE",
+    "NEMO_CASSETTE", "NEMO_CASSETTE_MODE",
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ EXPECTED_PUBLIC_NAMES = {
     "RateLimitError",
     "ServerError", "TurnError", "StreamFailedError", "TurnTimeoutError", "ExportError",
     "NothingToExportError", "ExportInProgressError", "RenderFailedError", "RenderTimeoutError",
-    "CancelNotSupportedError",
+    "CancelNotSupportedError", "CassetteMissError",
     "NotebookError",
     # notebook
     "Panel", "load_ipython_extension", "unload_ipython_extension", "__version__",
