@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._batch import BatchResult, BatchRow, RowResult, read_batch_csv
 from ._client import NemoClient, Session
 from ._config import Limits, Timing
 from ._draft import Draft, Segment, SessionState, Track
@@ -76,12 +75,13 @@ from ._events import (
 )
 from ._export import RenderJob
 from ._jobs import TurnJob
-from ._ledger import Ledger
 from ._models import Credits, Reply, Turn, UploadedFile
 from ._turns import TurnStream
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._batch import BatchResult, BatchRow, RowResult, read_batch_csv
+    from ._ledger import Ledger
     from ._panel import Panel
 
 __all__ = [
@@ -153,11 +153,25 @@ __all__ = [
 ]
 
 
+#: Names imported on first use: most programs never run a batch or open the ledger themselves.
+_LAZY = {
+    "BatchResult": "._batch",
+    "BatchRow": "._batch",
+    "RowResult": "._batch",
+    "read_batch_csv": "._batch",
+    "Ledger": "._ledger",
+}
+
+
 def __getattr__(name: str) -> Any:
     if name == "Panel":
         from ._panel import Panel
 
         return Panel
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'nemo_notebook' has no attribute {name!r}")
 
 

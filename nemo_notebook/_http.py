@@ -13,12 +13,11 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from ._cassette import PLACEHOLDER_CLIENT_ID, CassetteTransport, NoWaitClock
 from ._config import (
     CachedToken,
     Clock,
@@ -46,6 +45,9 @@ from ._errors import (
     remember_secret,
 )
 from ._protocol import ANONYMOUS_TOKEN_PATH
+
+if TYPE_CHECKING:
+    from ._cassette import CassetteTransport
 
 __all__ = [
     "MAX_URL_CHARS",
@@ -103,6 +105,8 @@ class Connection:
         self._closed = False
         self.cassette: CassetteTransport | None = None
         if settings.cassette is not None:
+            from ._cassette import PLACEHOLDER_CLIENT_ID, CassetteTransport, NoWaitClock
+
             if http_client is not None:
                 raise ConfigError(
                     "A cassette records at the transport: give transport= instead of "

@@ -48,6 +48,7 @@ def test_every_error_derives_from_nemo_error():
 
 def test_import_loads_no_heavy_dependency():
     heavy = ["IPython", "ipywidgets", "pandas", "starlette", "uvicorn", "numpy", "PIL"]
+    heavy += ["sqlite3", "csv", "nemo_notebook._batch", "nemo_notebook._cassette"]  # on use
     code = (
         "import sys, json, nemo_notebook, nemo_notebook.emulator;"
         f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
