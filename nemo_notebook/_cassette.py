@@ -46,9 +46,7 @@ import contextlib
 import hashlib
 import json
 import mimetypes
-import os
 import re
-import tempfile
 import threading
 import time
 from collections import deque
@@ -60,6 +58,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ._atomic_files import write_atomically
 from ._config import CassetteSettings, SystemClock
 from ._errors import CassetteMissError, ConfigError, remembered_secrets
 from ._protocol import ANONYMOUS_TOKEN_PATH
@@ -236,31 +235,9 @@ class MediaStore:
         target = self.folder / name
         if not target.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
-            _write_atomically(target, data)
+            write_atomically(target, lambda handle: handle.write(data))
         entry["file"] = name
         return entry
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_current_umask())  # a cassette is meant to be shared
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# --------------------------------------------------------------------------- requests
 
 
 def describe_request(
@@ -479,7 +456,7 @@ class _Recorder:
             }
             data = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.path, data.encode("utf-8"))
+            write_atomically(self.path, lambda handle: handle.write(data.encode("utf-8")))
 
     def close(self) -> None:
         self._inner.close()

@@ -3,17 +3,16 @@ once, and its output downloaded atomically (with the proxy download as the fallb
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ._atomic_files import write_atomically
 from ._error_words import error_text
 from ._errors import (
     APIError,
@@ -260,22 +259,7 @@ def _download_target(path: str | os.PathLike[str] | None, job_id: str, fmt: str)
 
 
 def _write_atomically(target: Path, connection: Connection, url: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            _copy_stream(connection, url, handle)
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; a video is not secret
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_atomically(target, lambda handle: _copy_stream(connection, url, handle))
 
 
 def _copy_stream(connection: Connection, url: str, handle: BinaryIO) -> None:

@@ -13,22 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from test_integration import FAST
 
-from nemo_notebook import CassetteMissError, ConfigError, NemoClient, TextDelta, Timing, ToolCall
+from nemo_notebook import CassetteMissError, ConfigError, NemoClient, TextDelta, ToolCall
 from nemo_notebook._cassette import PLACEHOLDER_TOKEN, CassetteTransport, media_folder
 from nemo_notebook._config import CassetteSettings
-
-FAST = Timing(
-    still_working_every=0.2,
-    heartbeat_timeout=30,
-    turn_cap=60,
-    recovery_first_wait=0.3,
-    recovery_next_wait=0.5,
-    rate_limit_wait=0.01,
-    render_poll_min=0.05,
-    render_poll_max=0.2,
-    render_timeout=180,
-)
 
 
 def closed_port_url() -> str:

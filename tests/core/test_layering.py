@@ -14,11 +14,10 @@ PACKAGE = Path(nemo_notebook.__file__).resolve().parent
 # Hooks other libraries call by these names, and a stdlib type only named in annotations.
 ALLOWED_PRIVATE = {"_repr_mimebundle_", "_repr_html_", "_render_traceback_", "_SubParsersAction"}
 CORE = {
-    "_batch", "_cassette", "_client", "_config", "_draft", "_draft_diff", "_draft_words",
-    "_error_words", "_errors", "_events", "_export", "_gui_text", "_http", "_intents", "_jobs",
-    "_ledger",
-    "_models", "_private_files",
-    "_protocol", "_sse", "_text_merge", "_tool_calls", "_turns", "_version",
+    "_atomic_files", "_batch", "_cassette", "_client", "_config", "_draft", "_draft_diff",
+    "_draft_words", "_error_words", "_errors", "_events", "_export", "_gui_text", "_http",
+    "_intents", "_jobs", "_ledger", "_models", "_private_files", "_protocol", "_sse",
+    "_text_merge", "_tool_calls", "_turns", "_version",
 }  # fmt: skip
 NOTEBOOK = {
     "_background", "_job_tracker", "_jobs_desk", "_spending",
