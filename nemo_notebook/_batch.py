@@ -32,7 +32,15 @@ if TYPE_CHECKING:
 
     from ._client import NemoClient, Session
 
-__all__ = ["BatchResult", "BatchRow", "RowResult", "batch_key", "read_batch_csv", "run_batch"]
+__all__ = [
+    "BatchResult",
+    "BatchRow",
+    "RowResult",
+    "batch_key",
+    "read_batch_csv",
+    "row_is_settled",
+    "run_batch",
+]
 
 T = TypeVar("T")
 
@@ -226,9 +234,7 @@ class _Batch:
         return result
 
     def _row(self, number: int, row: BatchRow, record: JobRecord | None) -> RowResult:
-        if record is not None and (record.status == "completed" or (
-            record.status == "failed" and not self.retry_failed
-        )):  # fmt: skip
+        if record is not None and row_is_settled(record, self.retry_failed):
             return _result_of(number, row, record)
         if not self.may_start():
             return RowResult(number, row.prompt, "skipped", error="the credit budget is spent")
@@ -341,6 +347,11 @@ class _TurnMeter:
         if not alone or before is None or after is None:
             return None
         return max(0, before - after)
+
+
+def row_is_settled(record: JobRecord, retry_failed: bool) -> bool:
+    """A row a rerun leaves as it is: completed, or failed unless failed rows are retried."""
+    return record.status == "completed" or (record.status == "failed" and not retry_failed)
 
 
 def _total_credits(client: NemoClient) -> int | None:

@@ -84,6 +84,7 @@ __all__ = [
     "TurnTimeoutError",
     "UnsupportedFileError",
     "classify",
+    "message_of",
     "out_of_credits_advice",
     "redact",
     "remember_secret",
@@ -117,6 +118,14 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, "[redacted]")
     return _TOKEN_PATTERN.sub("[redacted]", text)
+
+
+def message_of(error: BaseException) -> str:
+    """An error's own words, redacted: for a file error its reason and the file it names, else
+    what it says ("" when it says nothing)."""
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return redact(f"{error.strerror}: {error.filename}")
+    return redact(str(error))
 
 
 class NemoError(Exception):

@@ -5,7 +5,6 @@ a ledger that cannot be written never stops the work (it is logged once).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import logging
@@ -14,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nemo_notebook._errors import message_of
+from nemo_notebook._jobs import turn_status
 from nemo_notebook._ledger import JobRecord, Ledger, SessionRecord
 from nemo_notebook._models import Reply
 
@@ -95,19 +96,9 @@ class JobTracker:
         """Record a turn before it is sent, with the state it starts from (when known)."""
         known = session.known_state
         before = json.dumps(known.raw, default=str) if known is not None else None
-        record = self._safely(
-            lambda: self.ledger.add_job(
-                "turn",
-                backend,
-                "running",
-                session_name=name,
-                session_id=session.id,
-                message=text,
-                state_before=before,
-                kernel=THIS_KERNEL,
-            )
+        return self._add(
+            "turn", backend, "running", name, session, message=text, state_before=before
         )
-        return record.id if record is not None else None
 
     def turn_ended(
         self,
@@ -119,24 +110,26 @@ class JobTracker:
     ) -> None:
         if job_id is None:
             return
-        if error is not None or (reply is not None and reply.error is not None):
-            status, why = "failed", _message(error or (reply.error if reply else None))
-        elif reply is None or reply.stopped:
-            status, why = "stopped", None
-        else:
-            status, why = "completed", None
-        self.update(job_id, status=status, credits=credits, error=why)
+        status = "failed" if error is not None else turn_status(reply)
+        failure = error or (reply.error if reply is not None else None)
+        self.update(job_id, status=status, credits=credits, error=_message(failure))
 
     def export_started(self, backend: str, name: str, session: Session, fmt: str) -> int | None:
+        return self._add("export", backend, "submitting", name, session, format=fmt)
+
+    def _add(
+        self, kind: str, backend: str, status: str, name: str, session: Session, **values: Any
+    ) -> int | None:
+        """Record a job of this kernel on a named session; its id (``None``: not written)."""
         record = self._safely(
             lambda: self.ledger.add_job(
-                "export",
+                kind,
                 backend,
-                "submitting",
+                status,
                 session_name=name,
                 session_id=session.id,
-                format=fmt,
                 kernel=THIS_KERNEL,
+                **values,
             )
         )
         return record.id if record is not None else None
@@ -217,6 +210,4 @@ def _message(error: BaseException | None) -> str | None:
         return None
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
-    with contextlib.suppress(Exception):
-        return str(getattr(error, "message", None) or error) or type(error).__name__
-    return type(error).__name__
+    return message_of(error) or type(error).__name__

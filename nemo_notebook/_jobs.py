@@ -22,7 +22,15 @@ from ._turns import TurnStream
 if TYPE_CHECKING:
     from ._client import Session
 
-__all__ = ["TurnJob"]
+__all__ = ["TurnJob", "turn_status"]
+
+
+def turn_status(reply: Reply | None) -> str:
+    """How a turn ended: ``stopped`` (no reply, or stopped), ``failed`` (the run reported an
+    error) or ``completed``."""
+    if reply is None or reply.stopped:
+        return "stopped"
+    return "failed" if reply.error is not None else "completed"
 
 
 class TurnJob:
@@ -71,7 +79,7 @@ class TurnJob:
                     if self._on_event is not None:
                         self._on_event(event)
             self.reply = self._stream.reply
-            self.status = self._status_of(self.reply)
+            self.status = turn_status(self.reply)
             if self.reply is not None and self.reply.error is not None:
                 self.error = self.reply.error
         except BaseException as exc:  # the handle reports it; the thread must not die loudly
@@ -81,12 +89,6 @@ class TurnJob:
             self._done.set()
             if self._on_done is not None:
                 self._on_done(self)
-
-    @staticmethod
-    def _status_of(reply: Reply | None) -> str:
-        if reply is None or reply.stopped:
-            return "stopped"
-        return "failed" if reply.error is not None else "completed"
 
     def wait(self, timeout: float | None = None) -> TurnJob:
         """Block until the turn ends (or ``timeout`` seconds pass: then ``done`` is False)."""

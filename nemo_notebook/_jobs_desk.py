@@ -13,10 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nemo_notebook._background import Running
-from nemo_notebook._batch import BatchResult, RowResult, batch_key, read_batch_csv, run_batch
+from nemo_notebook._batch import (
+    BatchResult,
+    RowResult,
+    batch_key,
+    read_batch_csv,
+    row_is_settled,
+    run_batch,
+)
 from nemo_notebook._display import ChangesView, NoteView
 from nemo_notebook._draft import SessionState
-from nemo_notebook._errors import APIError, NemoError, NotebookError, redact
+from nemo_notebook._errors import APIError, NemoError, NotebookError, message_of
 from nemo_notebook._job_tracker import kernel_alive
 from nemo_notebook._ledger import FINISHED, JobRecord
 from nemo_notebook._models import Reply
@@ -63,9 +70,9 @@ class JobsDesk:
         number = job_id if job_id is not None else -1
 
         def failed(error: BaseException) -> None:
-            brief = redact(getattr(error, "message", None) or str(error) or type(error).__name__)
+            said = message_of(error) or type(error).__name__
             self.ws.output.display(
-                NoteView(say("background_failed", self._language, job=number, error=brief))
+                NoteView(say("background_failed", self._language, job=number, error=said))
             )
 
         return self.ws.background.start(number, kind, session_name, work, failed)
@@ -340,8 +347,7 @@ class JobsDesk:
 
     def _rows_to_run(self, key: str, rows: int, retry_failed: bool) -> int:
         done = self.ws.tracker.ledger.batch_rows(key, self.ws.backend)
-        finished = {"completed"} | ({"failed"} if not retry_failed else set())
-        return rows - sum(1 for record in done.values() if record.status in finished)
+        return rows - sum(1 for record in done.values() if row_is_settled(record, retry_failed))
 
     def _batch_estimate(self, todo: int, yes: bool) -> int:
         """The credits the rows left to run would cost; over the budget only with ``yes``."""

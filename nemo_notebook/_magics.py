@@ -18,7 +18,7 @@ from traitlets import Bool, Float, Int, Unicode
 
 from nemo_notebook._commands import USAGE, interpolate, parse_cell_line, run_command
 from nemo_notebook._display import MAX_TABLE_ROWS, NotebookOutput, ReplyView
-from nemo_notebook._errors import NemoError, redact
+from nemo_notebook._errors import NemoError, message_of, redact
 from nemo_notebook._intents import Intent, route
 from nemo_notebook._media_views import MAX_IMAGE_PIXELS
 from nemo_notebook._workspace import Workspace
@@ -126,17 +126,10 @@ def _show_briefly(error: BaseException) -> None:
     command already said what was stopped). The exception still propagates (the cell ends as
     failed or interrupted, so nbval, papermill and Run All stop) and ``%debug`` has it."""
     name = "Interrupted" if isinstance(error, KeyboardInterrupt) else type(error).__name__
-    said = "" if isinstance(error, KeyboardInterrupt) else redact(_message_of(error))
+    said = "" if isinstance(error, KeyboardInterrupt) else message_of(error)
     brief = [f"\x1b[0;31m{name}\x1b[0m" + (f": {said}" if said else "")]
     with contextlib.suppress(AttributeError, TypeError):  # some exceptions take no attributes
         error._render_traceback_ = lambda: brief  # type: ignore[attr-defined]  # IPython's hook
-
-
-def _message_of(error: BaseException) -> str:
-    """An error's own words; for a file error, its reason and the file it names."""
-    if isinstance(error, OSError) and error.strerror and error.filename:
-        return f"{error.strerror}: {error.filename}"
-    return str(error)
 
 
 def _show_redacted(error: BaseException, shell: Any) -> None:
