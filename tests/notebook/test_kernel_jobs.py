@@ -185,6 +185,9 @@ def test_a_batch_cut_off_by_its_kernel_continues_in_a_new_one_without_resending(
         return any(job.status == "turn" for job in ledger.jobs(kind="row"))
 
     wait_for(a_turn_in_flight)
+    # The ledger says "turn" just before the POST: give it time to reach the server (a turn
+    # killed before its POST left is rightly never sent, and then has nothing to recover).
+    time.sleep(0.8)  # the turn still waits out its 2 s latency on the server
     first.kill()
     kernels.remove(first)
     sent_before = cloud.faults.count("POST", "/run_sse")
