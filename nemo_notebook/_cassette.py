@@ -599,7 +599,7 @@ class _Player:
         if exchange is None:
             if path == ANONYMOUS_TOKEN_PATH:  # recorded with a given or cached token
                 return _placeholder_token_answer()
-            raise CassetteMissError(self._miss_text(request.method, path, queue is not None))
+            raise CassetteMissError(self._miss_text(entry, path, queue is not None))
         return self._respond(exchange["response"], request.method, path, started, live)
 
     def _to_recorded(self, key: str) -> str:
@@ -663,18 +663,33 @@ class _Player:
             )
         return file
 
-    def _miss_text(self, method: str, path: str, recorded: bool) -> str:
+    def _miss_text(self, entry: dict[str, Any], path: str, recorded: bool) -> str:
         why = "no more answers" if recorded else "no answer"
+        message = _chat_message(entry)
+        what = f' (the message "{message}")' if message is not None else ""
         return (
-            f"The cassette {self.path} holds {why} to {method} {path} (replay sends nothing "
-            f"to the network). {self._record_again()}."
+            f"The cassette {self.path} holds {why} to {entry['method']} {path}{what}; replay "
+            f"sends nothing to the network. {self._record_again()}."
         )
 
     def _record_again(self) -> str:
         return (
-            "Record it again against the server: NemoClient(cassette=..., "
-            "cassette_mode='record'), or NEMO_CASSETTE_MODE=record"
+            "Record it again against the server: `%nemo connect --record FILE` in a "
+            "notebook, NemoClient(cassette=..., cassette_mode='record'), or "
+            "NEMO_CASSETTE_MODE=record"
         )
+
+
+def _chat_message(entry: dict[str, Any]) -> str | None:
+    """The text of a chat turn's request (``new_message.parts[].text``), shortened."""
+    body = entry.get("json")
+    message = body.get("new_message") if isinstance(body, dict) else None
+    parts = message.get("parts") if isinstance(message, dict) else None
+    if not isinstance(parts, list):
+        return None
+    text = " ".join(str(p["text"]) for p in parts if isinstance(p, dict) and "text" in p)
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
@@ -682,8 +697,8 @@ def _load(path: Path) -> list[dict[str, Any]]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(
-            f"There is no cassette {path} to replay; record one first (cassette_mode='record' "
-            "or 'once', or NEMO_CASSETTE_MODE=record)."
+            f"There is no cassette {path} to replay; record one first (`%nemo connect "
+            "--record FILE`, cassette_mode='record' or 'once', or NEMO_CASSETTE_MODE=record)."
         ) from exc
     except (OSError, ValueError, RecursionError) as exc:
         raise ConfigError(f"The cassette {path} cannot be read ({exc}); record it again.") from exc

@@ -160,6 +160,21 @@ class NemoClient:
         return self.connection.user_id
 
     @property
+    def cassette_mode(self) -> str | None:
+        """``"record"`` or ``"replay"`` while a cassette records or replays every exchange of
+        this client (``once`` is resolved when the client is made); ``None`` without one."""
+        cassette = self.connection.cassette
+        if cassette is None:
+            return None
+        return "replay" if cassette.replaying else "record"
+
+    @property
+    def cassette_path(self) -> Path | None:
+        """The cassette file this client records into or replays from."""
+        cassette = self.connection.cassette
+        return cassette.settings.path if cassette is not None else None
+
+    @property
     def timing(self) -> Timing:
         return self.connection.timing
 

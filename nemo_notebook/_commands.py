@@ -51,12 +51,16 @@ DEFAULT_SESSION = "main"
 
 @dataclass(frozen=True)
 class ConnectArgs:
-    """``%nemo connect [URL | --local] [--new]``; ``new`` starts over on the same backend."""
+    """``%nemo connect [URL | --local] [--new] [--record FILE | --replay FILE]``; ``new``
+    starts over on the same backend; ``record`` keeps every exchange in a cassette file,
+    ``replay`` answers from one with no network."""
 
     url: str | None = None
     local: bool = False
     session: str = DEFAULT_SESSION
     new: bool = False
+    record: str | None = None
+    replay: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,9 +177,13 @@ def _no_positional(command: str, positional: list[str]) -> None:
 
 
 def _parse_connect(command: str, rest: list[str]) -> ConnectArgs:
-    options, positional = _options(rest, flags=("local", "new"), valued=("session",))
+    options, positional = _options(
+        rest, flags=("local", "new"), valued=("session", "record", "replay")
+    )
     if len(positional) > 1 or (positional and options.get("local")):
         raise UsageError(f"Give either a URL or --local.\n{USAGE}")
+    if "record" in options and "replay" in options:
+        raise UsageError(f"Give either --record FILE or --replay FILE.\n{USAGE}")
     url = positional[0] if positional else None
     if url is not None and not url.startswith(("http://", "https://")):
         raise UsageError(f"The server URL must start with http:// or https://: {url!r}.")
@@ -184,6 +192,8 @@ def _parse_connect(command: str, rest: list[str]) -> ConnectArgs:
         local=bool(options.get("local")),
         session=_session_name(options),
         new=bool(options.get("new")),
+        record=options.get("record"),
+        replay=options.get("replay"),
     )
 
 
@@ -340,7 +350,14 @@ class Command:
 
 
 def _connect(ws: Workspace, args: ConnectArgs) -> None:
-    ws.connect(args.url, local=args.local, session=args.session, new=args.new)
+    ws.connect(
+        args.url,
+        local=args.local,
+        session=args.session,
+        new=args.new,
+        record=args.record,
+        replay=args.replay,
+    )
 
 
 def _status(ws: Workspace, args: SessionArgs) -> Any:
@@ -400,7 +417,13 @@ def _help(ws: Workspace, _args: None) -> None:
 
 _SESSION = "[--session NAME]"
 COMMANDS: tuple[Command, ...] = (
-    Command(("connect",), f"[URL | --local] [--new] {_SESSION}", _parse_connect, _connect),
+    Command(
+        ("connect",),
+        f"[URL | --local] [--new] [--record FILE | --replay FILE] {_SESSION}",
+        _parse_connect,
+        _connect,
+        note="a cassette: record once, re-run offline",
+    ),
     Command(("status", "tracks"), _SESSION, _parse_session_only, _status),
     Command(("credits",), "[--add N]", _parse_credits, _credits, note="--add: the local emulator"),
     Command(

@@ -41,6 +41,16 @@ _EN: dict[str, str] = {
     "backend_machine": "a server on this machine ({url})",
     "backend_cloud": "NemoVideo ({url})",
     "backend_none": "no backend",
+    "backend_replay": "the cassette {path} (replayed{local})",
+    "replay_local": ", as the local emulator",
+    "recording": (
+        "Recording every exchange into {path} (no token or client id is written). "
+        "Re-run this notebook offline with `%nemo connect{local} --replay {path}`.\n"
+    ),
+    "replaying": (
+        "Replaying {path}{local}: every answer comes from the cassette, nothing goes to the "
+        "network and no credits are spent.\n"
+    ),
     "footer_local": "NemoVideo · local emulator",
     "footer_machine": "NemoVideo · a server on this machine",
     "footer_cloud": "NemoVideo",
@@ -192,6 +202,13 @@ _ZH: dict[str, str] = {
     "backend_machine": "本机上的服务器（{url}）",
     "backend_cloud": "NemoVideo（{url}）",
     "backend_none": "没有后端",
+    "backend_replay": "录制文件 {path}（回放{local}）",
+    "replay_local": "，作为本地模拟器",
+    "recording": (
+        "正在把每次请求与应答录制到 {path}（不写入令牌和客户端 ID）。"
+        "之后可用 `%nemo connect{local} --replay {path}` 离线重跑此笔记本。\n"
+    ),
+    "replaying": "正在回放 {path}{local}：所有应答都来自录制文件，不访问网络，也不消耗积分。\n",
     "footer_local": "NemoVideo · 本地模拟器",
     "footer_machine": "NemoVideo · 本机上的服务器",
     "footer_cloud": "NemoVideo",

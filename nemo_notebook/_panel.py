@@ -658,7 +658,9 @@ class Panel(anywidget.AnyWidget):
 
     def _show_claim_link(self, session: Session) -> None:
         link = claim_link(session, local_emulator=self._local_emulator, language=self._lang)
-        if isinstance(link, str):  # no link this time: the line says why
+        if link is None:
+            self.claim_html = ""
+        elif isinstance(link, str):  # no link this time: the line says why
             self.claim_html = f"<span>{html.escape(link)}</span>"
         else:
             self.claim_html = claim_html(link.url, link.note, self._words)

@@ -7,23 +7,34 @@ it ends, that live output goes back to its first, empty state and the final bloc
 displayed after it. So the saved notebook shows the final block, and a re-run under nbval
 (which compares each cell's first ``display_data`` and ignores updates) gives the same outputs:
 an empty one and the final block. Nothing in the final block depends on timing.
+
+What the turn did rides along as output metadata under ``"nemo_notebook"`` (:func:`turn_record`:
+session, turn, credits spent, tool calls, changes), on the live output's final state (a
+streamed turn: that output always exists, even when the agent said nothing) or on the block of
+a turn that was not streamed. So a saved notebook tells what happened; nbval ignores metadata.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from nemo_notebook._display import Output, option_lines, still_working_line
+from nemo_notebook._errors import redact
 from nemo_notebook._events import Question, Recovering, StillWorking, TextDelta, ToolCall
 from nemo_notebook._markdown import MarkdownStream, markdown_html
 from nemo_notebook._models import Reply
 from nemo_notebook._notebook_words import say
 
-__all__ = ["LiveTurn", "TurnBlock", "TurnParts"]
+__all__ = ["METADATA_KEY", "LiveTurn", "TurnBlock", "TurnParts", "turn_record"]
+
+#: The key of a turn's record in its cell output's metadata.
+METADATA_KEY = "nemo_notebook"
+Bundle = dict[str, str] | tuple[dict[str, str], dict[str, Any]]
 
 #: A status line shows its running time once a tool has run this long.
 SHOW_ELAPSED_AFTER_S = 3.0
@@ -105,13 +116,57 @@ def _options_html(lines: str) -> str:
     return f"<ol class='nemo-options'>{items}</ol>"
 
 
-class TurnBlock:
-    """A finished turn for display: its formatted parts and which backend answered."""
+def turn_record(
+    *,
+    session: str,
+    session_id: str,
+    turn_id: int | None,
+    credits_spent: int | None,
+    reply: Reply | None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """What a turn did, for its output's metadata (JSON; nothing that grants access):
+    the named session and its id, the turn's id in the ledger (``%nemo jobs``), the credits
+    it spent (``None``: not measured), its tool calls and the changes to the draft."""
+    record: dict[str, Any] = {
+        "session": session,
+        "session_id": session_id,
+        "turn_id": turn_id,
+        "credits_spent": credits_spent,
+        "tool_calls": [_call_record(call) for call in reply.tool_calls] if reply else [],
+        "changes": list(reply.changes) if reply else [],
+    }
+    if reply is None or reply.stopped:
+        record["stopped"] = True
+    if error:
+        record["error"] = error
+    return json.loads(redact(json.dumps(record, ensure_ascii=False, default=str)))
 
-    def __init__(self, parts: TurnParts, footer: str = "", *, stopped: bool = False) -> None:
+
+def _call_record(call: ToolCall) -> dict[str, Any]:
+    return {"name": call.name, "id": call.call_id, "args": dict(call.args)}
+
+
+def _bundle(data: dict[str, str], metadata: dict[str, Any] | None) -> Bundle:
+    return (data, {METADATA_KEY: metadata}) if metadata else data
+
+
+class TurnBlock:
+    """A finished turn for display: its formatted parts and which backend answered;
+    ``metadata`` (a :func:`turn_record`) goes with its output."""
+
+    def __init__(
+        self,
+        parts: TurnParts,
+        footer: str = "",
+        *,
+        stopped: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         self._html = parts.html(final=True)
         self._plain = parts.plain()
         self.footer = footer + (" · stopped" if stopped else "")
+        self.metadata = metadata
 
     def __repr__(self) -> str:
         return f"TurnBlock({self._plain[:40]!r})"
@@ -127,15 +182,19 @@ class TurnBlock:
     def to_text(self) -> str:
         return self._plain or "(no reply)"
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/plain": self.to_text(), "text/html": self.to_html()}
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
+        return _bundle({"text/plain": self.to_text(), "text/html": self.to_html()}, self.metadata)
 
 
 class _Empty:
-    """The live output's first and last state: nothing to see."""
+    """The live output's first and last state: nothing to see (at the end, the turn's
+    record in its metadata)."""
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/plain": ""}
+    def __init__(self, metadata: dict[str, Any] | None = None) -> None:
+        self.metadata = metadata
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
+        return _bundle({"text/plain": ""}, self.metadata)
 
 
 class _LiveView:
@@ -200,17 +259,19 @@ class LiveTurn:
             self._dirty = True
         self._update_if_due()
 
-    def finish(self, reply: Reply | None, *, note: str = "") -> TurnBlock:
-        """Empty the live output and show the final block (``None``: the turn was stopped);
-        text of the reply that never streamed (a recovered turn) is added first; ``note``
-        joins the footer (what the turn spent)."""
+    def finish(
+        self, reply: Reply | None, *, note: str = "", metadata: dict[str, Any] | None = None
+    ) -> TurnBlock:
+        """Empty the live output (leaving ``metadata``, the turn's record, on it) and show the
+        final block (``None``: the turn was stopped); text of the reply that never streamed
+        (a recovered turn) is added first; ``note`` joins the footer (what the turn spent)."""
         if reply is not None:
             shown = self.parts.text
             if reply.text.startswith(shown):
                 self.parts.add_text(reply.text[len(shown) :])
         footer = " · ".join(part for part in (self._footer, note) if part)
         block = TurnBlock(self.parts, footer, stopped=reply is None)
-        self._output.update(_Empty(), display_id=self._display_id)
+        self._output.update(_Empty(metadata), display_id=self._display_id)
         if self.parts.text or block.to_text() != "(no reply)":  # a turn that said nothing
             self._output.display(block)  # (an error before any word) shows no empty block
         return block

@@ -91,9 +91,12 @@ def claim_note(api_url: str, *, local_emulator: bool = False, language: str = "e
 
 def claim_link(
     session: Session, *, local_emulator: bool = False, language: str = "en"
-) -> LinkView | str:
+) -> LinkView | str | None:
     """The session's claim link as a :class:`LinkView`, or one short line when the server
-    gave none (a failing claim call never breaks what asked for it)."""
+    gave none (a failing claim call never breaks what asked for it); ``None`` for a replayed
+    session, which exists only in its cassette."""
+    if session.client.cassette_mode == "replay":
+        return None
     try:
         url = session.claim_url()
     except NemoError as exc:

@@ -26,7 +26,7 @@ from nemo_notebook._commands import (
     SessionArgs,
     UploadArgs,
 )
-from nemo_notebook._config import resolve_settings
+from nemo_notebook._config import resolve_cassette, resolve_settings
 from nemo_notebook._display import (
     MAX_TABLE_ROWS,
     ChangesView,
@@ -38,7 +38,7 @@ from nemo_notebook._display import (
     option_lines,
 )
 from nemo_notebook._draft import Draft
-from nemo_notebook._errors import InsufficientCreditsError, NotebookError
+from nemo_notebook._errors import InsufficientCreditsError, NotebookError, message_of
 from nemo_notebook._events import Question
 from nemo_notebook._intents import Intent, route
 from nemo_notebook._job_tracker import JobTracker
@@ -54,7 +54,7 @@ from nemo_notebook._models import Credits, Reply, UploadedFile
 from nemo_notebook._notebook_words import say
 from nemo_notebook._protocol import words_language
 from nemo_notebook._spending import Spending
-from nemo_notebook._turn_view import LiveTurn, TurnBlock, TurnParts
+from nemo_notebook._turn_view import LiveTurn, TurnBlock, TurnParts, turn_record
 from nemo_notebook._workflows import (
     ExportNames,
     LastExports,
@@ -179,6 +179,7 @@ class Workspace:
         )
         self.jobs = JobsDesk(self)
         self._local_key: str | None = None
+        self._replaying_local = False  # `--local --replay`: a cassette stands in for it
         self._embed_choices: dict[Path, bool | None] = {}  # --embed / --link of each export
 
     @property
@@ -213,51 +214,94 @@ class Workspace:
         local: bool = False,
         session: str = DEFAULT_SESSION,
         new: bool = False,
+        record: str | None = None,
+        replay: str | None = None,
     ) -> NemoClient:
         """Connect from the environment, to ``url`` or to a local emulator, and open the named
         session. The new connection is made in full (client, emulator, session) before the
         current one is closed, so a failure leaves the current connection and its sessions as
         they were. Connecting again to the backend in use keeps the named sessions, unless
-        ``new``."""
-        if not new and self.client is not None and self._is_current(url, local):
+        ``new``.
+
+        ``record`` keeps every exchange in that cassette file; ``replay`` answers from one
+        with no network (with ``local``: no emulator is started, yet the cells read as they
+        did when it was recorded). Either starts a new session, so a replay asks exactly
+        what its recording asked."""
+        cassette = _cassette_choice(record, replay)
+        if not (new or cassette) and self.client is not None and self._is_current(url, local):
             self.output.write(say("still_connected", self.language, backend=self.backend_label()))
             self.session(session)
             return self.client
         if self.client is not None:
             self.jobs.refuse_while_running()
-        client, emulator, opened, reopened = self._new_connection(url, local, session, new)
+        client, emulator, opened, reopened = self._new_connection(
+            url, local, session, new, cassette
+        )
         self.close()
         self.client, self.emulator = client, emulator
-        self._local_key = f"{emulator.url} (local {uuid.uuid4().hex[:12]})" if emulator else None
+        self._replaying_local = local and client.cassette_mode == "replay"
+        self._local_key = self._private_backend_key(client)
         self.sessions.update(reopened)
         self.sessions[session] = opened
         self.spending.forget_balance()
         if session not in reopened:
             self.tracker.remember_session(self.backend, session, opened, self.settings.language)
+        self._say_connected(client, emulator)
+        self.jobs.say_resumed(reopened)
+        self._show_claim_link(opened)
+        return client
+
+    def _say_connected(self, client: NemoClient, emulator: EmulatorHandle | None) -> None:
+        path = client.cassette_path
+        local = say("replay_local", self.language) if self._replaying_local else ""
+        if client.cassette_mode == "replay":
+            self.output.write(say("replaying", self.language, path=path, local=local))
+            return
         if emulator is not None:
             self.output.write(say("started_local", self.language, url=emulator.url))
         else:
             token = say("token_anonymous" if client.is_anonymous else "token_given", self.language)
             self.output.write(say("connected", self.language, url=client.api_url, token=token))
-        self.jobs.say_resumed(reopened)
-        self._show_claim_link(opened)
-        return client
+        if path is not None:
+            flag = " --local" if emulator is not None else f" {client.api_url}"
+            self.output.write(say("recording", self.language, path=path, local=flag))
+
+    def _private_backend_key(self, client: NemoClient) -> str | None:
+        """The ledger key of a backend no later connection reaches again (the embedded
+        emulator ends with its kernel; a replay's sessions exist only in its cassette), so
+        its sessions are never reopened; ``None``: the API URL is the key."""
+        if self.emulator is not None:
+            return f"{self.emulator.url} (local {uuid.uuid4().hex[:12]})"
+        if client.cassette_mode == "replay":
+            return f"{client.api_url} (replay {uuid.uuid4().hex[:12]})"
+        return None
 
     def _new_connection(
-        self, url: str | None, local: bool, session: str, new: bool
+        self,
+        url: str | None,
+        local: bool,
+        session: str,
+        new: bool,
+        cassette: dict[str, str] | None = None,
     ) -> tuple[NemoClient, EmulatorHandle | None, Session, dict[str, Session]]:
         """A client (and emulator) with the named session open, and the sessions of this
-        folder on that backend reopened (unless ``new``); nothing of it is left over when a
-        step fails."""
+        folder on that backend reopened (unless ``new``, local or with a cassette); nothing of
+        it is left over when a step fails."""
         emulator: EmulatorHandle | None = None
         client: NemoClient | None = None
+        cassette = cassette or {}
         try:
-            if local:
+            if local and self._will_replay(cassette):
+                client = self._make_client(
+                    api_url=LOCAL_REPLAY_URL, env=self._local_env(), **cassette
+                )
+            elif local:
                 emulator = self.emulator_starter()
-                client = self._make_client(api_url=emulator.url, env=self._local_env())
+                client = self._make_client(api_url=emulator.url, env=self._local_env(), **cassette)
             else:
-                client = self._make_client(api_url=url, env=self.env)
-            reopened = {} if new or local else self.jobs.reopen(client)
+                client = self._make_client(api_url=url, env=self.env, **cassette)
+            fresh = new or local or client.cassette_mode is not None
+            reopened = {} if fresh else self.jobs.reopen(client)
             if session in reopened:
                 client.credits()  # the backend answers and knows this account
                 opened = reopened[session]
@@ -271,16 +315,40 @@ class Workspace:
             raise
         return client, emulator, opened, reopened
 
+    def _will_replay(self, cassette: Mapping[str, str]) -> bool:
+        """A local connection would replay (``--replay``, or ``NEMO_CASSETTE`` naming a file
+        that exists, in ``once`` mode): then no emulator is started."""
+        settings = resolve_cassette(
+            cassette.get("cassette"),
+            cassette.get("cassette_mode"),
+            "fast",
+            None,
+            self._local_env(),
+        )
+        return settings is not None and settings.replaying
+
     def _is_current(self, url: str | None, local: bool) -> bool:
-        """``%nemo connect`` names the backend this workspace is connected to."""
+        """``%nemo connect`` names the backend this workspace is connected to (never while a
+        cassette records or replays: connecting again starts anew)."""
+        assert self.client is not None
+        if self.client.cassette_mode is not None:
+            return False
         if local or self.emulator is not None:
             return local and self.emulator is not None and self.emulator.running
-        assert self.client is not None
         wanted = url or _environment_api_url(self.env)
         return wanted.rstrip("/") == self.client.api_url
 
+    @property
+    def is_local(self) -> bool:
+        """The embedded emulator answers, or a cassette replays in its place."""
+        return self.emulator is not None or self._replaying_local
+
     def backend_label(self) -> str:
         """Which backend this notebook talks to, in words (every cell's output names it)."""
+        if self.client is not None and self.client.cassette_mode == "replay":
+            local = say("replay_local", self.language) if self._replaying_local else ""
+            path = self.client.cassette_path
+            return say("backend_replay", self.language, path=path, local=local)
         if self.emulator is not None:
             return say("backend_local", self.language, url=self.emulator.url)
         if self.client is None:
@@ -328,6 +396,7 @@ class Workspace:
         """Close the client and stop an emulator this workspace started."""
         client, emulator = self.client, self.emulator
         self.client, self.emulator, self._local_key = None, None, None
+        self._replaying_local = False
         self.sessions.clear()
         try:
             if client is not None:
@@ -398,11 +467,11 @@ class Workspace:
         """Send, show and record one turn, with what it spent."""
         meter = _TurnCredits(self.spending)
         try:
-            reply = self._send_and_show(session, text, args, meter, view)
+            reply = self._send_and_show(session, text, args, meter, job_id, view)
         except BaseException as exc:
             spent = None if isinstance(exc, KeyboardInterrupt) else meter.settle()
             self.tracker.turn_ended(job_id, error=exc, credits=spent)
-            if isinstance(exc, InsufficientCreditsError) and self.emulator is not None:
+            if isinstance(exc, InsufficientCreditsError) and self.is_local:
                 raise InsufficientCreditsError(
                     say("local_credits", self.language), code=2001, language=self.language
                 ) from exc
@@ -422,27 +491,43 @@ class Workspace:
         text: str,
         args: CellArgs,
         meter: _TurnCredits,
+        job_id: int | None,
         view: LiveTurn | None = None,
     ) -> Reply:
+        def record(reply: Reply | None) -> dict[str, Any]:
+            spent = meter.settle() if reply is not None else None
+            error = message_of(reply.error) if reply is not None and reply.error else None
+            return turn_record(
+                session=args.session,
+                session_id=session.id,
+                turn_id=job_id,
+                credits_spent=spent,
+                reply=reply,
+                error=error,
+            )
+
         if args.stream and not args.quiet:
-            return self._stream_turn(session, text, meter, view)
+            return self._stream_turn(session, text, meter, record, view)
         reply = session.send(text)
         if not args.quiet:
-            self.show_said(reply, self._spent_words(meter.settle()))
+            self.show_said(reply, self._spent_words(meter.settle()), record(reply))
         return reply
 
     def _spent_words(self, spent: int | None) -> str:
         """What a turn spent, for its footer; nothing when it spent nothing (or unknown)."""
         return say("spent", self.language, credits=spent) if spent else ""
 
-    def show_said(self, reply: Reply, spent: str = "") -> None:
-        """A reply that was not streamed: its words, and the options of its question."""
+    def show_said(
+        self, reply: Reply, spent: str = "", metadata: dict[str, Any] | None = None
+    ) -> None:
+        """A reply that was not streamed: its words, and the options of its question
+        (``metadata``: the turn's record, for its output)."""
         if self.output.live:
             parts = TurnParts()
             parts.add_text(reply.text)
             parts.add_options(reply.question.options if reply.question is not None else ())
             footer = " · ".join(part for part in (self.backend_footer(), spent) if part)
-            self.output.display(TurnBlock(parts, footer))
+            self.output.display(TurnBlock(parts, footer, metadata=metadata))
             return
         options = reply.question.options if reply.question is not None else ()
         said = "\n".join([reply.text.strip(), *option_lines(options)]).strip()
@@ -461,9 +546,15 @@ class Workspace:
         )
 
     def _stream_turn(
-        self, session: Session, text: str, meter: _TurnCredits, view: LiveTurn | None = None
+        self,
+        session: Session,
+        text: str,
+        meter: _TurnCredits,
+        record: Callable[[Reply | None], dict[str, Any]],
+        view: LiveTurn | None = None,
     ) -> Reply:
-        """The turn streamed into the cell: formatted in a notebook, plain in a terminal."""
+        """The turn streamed into the cell: formatted in a notebook (its output keeping the
+        turn's ``record``), plain in a terminal."""
         if not self.output.live:
             plain = self._stream_plain(session, text)
             spent = self._spent_words(meter.settle())
@@ -474,13 +565,14 @@ class Workspace:
         try:
             streamed = run_turn(session, text, view.handle, on_wait=view.wait)
         except KeyboardInterrupt:
-            view.finish(None)
+            view.finish(None, metadata=record(None))
             self.output.write(say("stopped", self.language))
             raise
         if streamed is None:
-            view.finish(None)
+            view.finish(None, metadata=record(None))
             raise NotebookError(say("stopped", self.language).strip())
-        view.finish(streamed, note=self._spent_words(meter.settle()))
+        metadata = record(streamed)
+        view.finish(streamed, note=self._spent_words(meter.settle()), metadata=metadata)
         return streamed.raise_for_error()
 
     def _stream_plain(self, session: Session, text: str) -> Reply:
@@ -503,7 +595,7 @@ class Workspace:
     def backend_footer(self) -> str:
         """The short line under a reply that says which backend answered (no address, so a
         re-run of a notebook shows the same)."""
-        if self.emulator is not None:
+        if self.is_local:
             return say("footer_local", self.language)
         if self.client is not None and is_this_machine(self.client.api_url):
             return say("footer_machine", self.language)
@@ -721,7 +813,9 @@ class Workspace:
         return view
 
     def _show_claim_link(self, session: Session) -> None:
-        link = claim_link(session, local_emulator=self.emulator is not None, language=self.language)
+        link = claim_link(session, local_emulator=self.is_local, language=self.language)
+        if link is None:
+            return
         if isinstance(link, str):
             self.output.write(link + "\n")
         else:
@@ -769,7 +863,7 @@ class Workspace:
             base_dir=self.base_dir,
             next_export_path=lambda fmt: self.export_names.next_path(args.session, fmt),
             stream_rate=self.settings.stream_rate,
-            local_emulator=self.emulator is not None,
+            local_emulator=self.is_local,
             max_table_rows=self.settings.max_table_rows,
             max_image_pixels=self.settings.max_image_pixels,
             tracker=self.tracker,
@@ -791,6 +885,21 @@ class _TurnCredits:
             self._settled = True
             self._spent = self._spending.settle(self._before)
         return self._spent
+
+
+#: The address a local replay names (it sends nothing: the cassette answers by path).
+LOCAL_REPLAY_URL = "http://127.0.0.1"
+
+
+def _cassette_choice(record: str | None, replay: str | None) -> dict[str, str] | None:
+    """The client's cassette arguments for ``--record FILE`` / ``--replay FILE``."""
+    if record is not None and replay is not None:
+        raise NotebookError("Give either a cassette to record or one to replay, not both.")
+    if record is not None:
+        return {"cassette": record, "cassette_mode": "record"}
+    if replay is not None:
+        return {"cassette": replay, "cassette_mode": "replay"}
+    return None
 
 
 def _environment_api_url(env: Mapping[str, str] | None) -> str:

@@ -33,16 +33,34 @@ class LiveOutput:
 
     def __init__(self) -> None:
         self.text = ""
-        self.calls: list[tuple[str, str | None, dict[str, str]]] = []
+        self.calls: list[tuple[str, str | None, dict[str, str]]] = []  # (kind, id, data)
+        self.metadata: list[dict[str, Any]] = []  # each call's output metadata
 
     def write(self, text: str) -> None:
         self.text += text
 
+    def _record(self, kind: str, display_id: str | None, obj: Any) -> None:
+        bundle = obj._repr_mimebundle_()
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        self.calls.append((kind, display_id, data))
+        self.metadata.append(metadata)
+
     def display(self, obj: Any, *, display_id: str | None = None) -> None:
-        self.calls.append(("display", display_id, obj._repr_mimebundle_()))
+        self._record("display", display_id, obj)
 
     def update(self, obj: Any, *, display_id: str) -> None:
-        self.calls.append(("update", display_id, obj._repr_mimebundle_()))
+        self._record("update", display_id, obj)
+
+    def saved_metadata(self) -> list[dict[str, Any]]:
+        """Each display's metadata in its last state (as a saved notebook holds it)."""
+        last: dict[str, dict[str, Any]] = {}
+        order: list[tuple[str | None, dict[str, Any]]] = []
+        for (kind, display_id, _data), metadata in zip(self.calls, self.metadata, strict=True):
+            if kind == "display":
+                order.append((display_id, metadata))
+            if display_id is not None:
+                last[display_id] = metadata
+        return [last[i] if i is not None else metadata for i, metadata in order]
 
     def first_displays(self) -> list[dict[str, str]]:
         """What a re-run under nbval sees: each display_data as first shown (no updates)."""
@@ -79,6 +97,7 @@ def workspace_for(backend: FakeBackend, tmp_path: Path, output: LiveOutput) -> W
     workspace.connect()
     workspace.sessions["main"].state()  # the state before the turn is known
     output.calls.clear()
+    output.metadata.clear()
     output.text = ""
     return workspace
 
@@ -114,6 +133,18 @@ def test_a_streamed_reply_is_formatted_and_reproducible(tmp_path: Path) -> None:
         f"Careful: {XSS}",
     ]
     assert output.text == ""  # nothing went to stdout in a notebook
+    # the saved live output tells what the turn did
+    record = output.saved_metadata()[0]["nemo_notebook"]
+    assert record == {
+        "session": "main",
+        "session_id": "1234567890123456789",
+        "turn_id": record["turn_id"],
+        "credits_spent": 0,  # the fake balance never moves
+        "tool_calls": [{"name": "generate_image", "id": "call_1", "args": {"prompt": "city"}}],
+        "changes": [],
+    }
+    assert isinstance(record["turn_id"], int)
+    assert output.saved_metadata()[1] == {}  # told once, on the turn's first output
 
 
 def test_a_long_tool_call_shows_its_running_time_live_only() -> None:
