@@ -674,9 +674,8 @@ class _Player:
 
     def _record_again(self) -> str:
         return (
-            "Record it again against the server: `%nemo connect --record FILE` in a "
-            "notebook, NemoClient(cassette=..., cassette_mode='record'), or "
-            "NEMO_CASSETTE_MODE=record"
+            "Record it again against the server (`%nemo connect --record FILE`, or "
+            "cassette_mode='record' / NEMO_CASSETTE_MODE=record)"
         )
 
 

@@ -24,6 +24,7 @@ EXPECTED = (
     "05-python-api.ipynb",
     "06-errors-and-credits.ipynb",
     "07-background-jobs-and-batch.ipynb",
+    "08-record-and-replay.ipynb",
 )
 TOKEN_PREFIX = "nmv_" + "usr_"  # split so that grepping the repository for tokens stays clean
 IGNORE_TAGS = {"nbval-ignore-output", "nbval-skip"}
