@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,3 +88,35 @@ def test_a_failing_tool_fails_the_turn_with_one_message(adk_url, tmp_path):
     reply = caught.value.reply
     assert reply is not None and len(reply.errors) == 1  # errorMessage and its repeat: one
     assert "failed on purpose" in str(caught.value)
+
+
+def test_a_stock_servers_turns_replay_the_same_with_the_server_gone(adk_url, tmp_path):
+    """The cassette keeps ADK's own bytes (its chunking, its 404 for the state a stock server
+    lacks) and a replay with nothing listening gives the person the same replies."""
+    cassette = tmp_path / "adk.json"
+    asked = [capture.MESSAGES["ask"], capture.MESSAGES["around"]]
+
+    def session_replies(api_url: str, mode: str, session_id: str) -> list[tuple[object, ...]]:
+        with NemoClient(
+            api_url=api_url,
+            token=TOKEN,
+            config_dir=tmp_path / mode,
+            timing=Timing(turn_cap=60),
+            cassette=cassette,
+            cassette_mode=mode,
+        ) as client:
+            session = client.session(session_id)
+            replies = [session.send(message) for message in asked]
+        return [
+            (r.text, [c.name for c in r.tool_calls], r.question, r.changes_known) for r in replies
+        ]
+
+    _client, session_id = new_session(adk_url, tmp_path)
+    recorded = session_replies(adk_url, "record", session_id)
+    written = cassette.read_text(encoding="utf-8")
+    assert TOKEN not in written and "invocationId" in written  # ADK's events, as sent
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    assert session_replies(gone, "replay", session_id) == recorded
+    assert recorded[0][2] is not None and recorded[1][0]  # a question, then words
