@@ -256,16 +256,21 @@ def silent_turn(reply: Reply, language: str = "en") -> tuple[str, tuple[str, ...
 
 class ExportNames:
     """Default files of exports next to the notebook: ``nemo-<session>-<n>.<format>``,
-    counted per session name from 1. A number is taken only once a render finished."""
+    counted per session name from 1, past every file already there (an earlier kernel's
+    exports are never overwritten). A number is taken only once a render finished."""
 
     def __init__(self, base_dir: Callable[[], Path]) -> None:
         self._base_dir = base_dir
         self._counts: dict[str, int] = {}
 
     def next_path(self, session_name: str, fmt: str) -> Path:
-        count = self._counts.get(session_name, 0) + 1
-        self._counts[session_name] = count
-        return self._base_dir() / export_file_name(session_name, count, fmt)
+        count = self._counts.get(session_name, 0)
+        while True:
+            count += 1
+            path = self._base_dir() / export_file_name(session_name, count, fmt)
+            if not path.exists():
+                self._counts[session_name] = count
+                return path
 
 
 def render_and_save(

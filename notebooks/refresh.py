@@ -106,6 +106,8 @@ def refresh(path: Path, *, record: bool = False) -> float:
     """Execute one notebook in place (recording its cassette first when asked or missing);
     returns the seconds it took."""
     notebook = nbformat.read(path, as_version=4)
+    for earlier in HERE.glob("nemo-*-[0-9]*.*"):  # so default export names start from 1 again
+        earlier.unlink()
     cassette = replayed_cassette(notebook)
     if cassette is not None and (record or not (HERE / cassette).exists()):
         print(f"{path.name}: recorded {cassette} in {record_cassette(notebook, cassette):.0f} s")

@@ -465,6 +465,18 @@ def test_export_plays_inline_with_claim_link(connected: InteractiveShell, tmp_pa
     assert not magics_of(connected).workspace.video_view(saved).embedded
 
 
+def test_a_new_kernel_never_overwrites_an_earlier_kernels_export(
+    connected: InteractiveShell, tmp_path: Path
+) -> None:
+    earlier = tmp_path / "nemo-main-1.mp4"
+    earlier.write_bytes(b"an earlier kernel's video")  # a restart forgets the count
+    cell(connected, "", CITY)
+    _, cap = line(connected, "export --link")
+    assert "Saved nemo-main-2.mp4" in cap.stdout
+    assert earlier.read_bytes() == b"an earlier kernel's video"
+    assert (tmp_path / "nemo-main-2.mp4").stat().st_size > 10_000
+
+
 def test_an_unchanged_draft_is_not_rendered_again_nor_embedded_twice(
     connected: InteractiveShell, emulator: Any, tmp_path: Path
 ) -> None:
