@@ -240,8 +240,10 @@ def _scaled_timing(scale: float) -> Timing:
     waits = ("recovery_first_wait", "recovery_next_wait", "rate_limit_wait")
     waits += ("render_poll_min", "render_poll_max")
     default = Timing()
-    return replace(default, **{f.name: getattr(default, f.name) * scale for f in fields(Timing)
-                               if f.name in waits})  # fmt: skip
+    scaled = replace(default, **{f.name: getattr(default, f.name) * scale for f in fields(Timing)
+                                 if f.name in waits})  # fmt: skip
+    backoff = tuple(wait * scale for wait in default.batch_rate_limit_backoff)
+    return replace(scaled, batch_rate_limit_backoff=backoff)
 
 
 def _statuses(emu: dict[str, Any], path: str) -> list[int]:

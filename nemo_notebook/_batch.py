@@ -44,9 +44,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Waits before each retry of a step the server refused for rate (it ran nothing).
-RATE_LIMIT_BACKOFF_S = (2.0, 5.0, 10.0, 20.0, 30.0)
-
 
 @dataclass(frozen=True)
 class BatchRow:
@@ -310,7 +307,7 @@ class _Batch:
 
     def _retrying(self, step: Callable[[], T]) -> T:
         """``step`` again after a 429 (the connection already waited once): it ran nothing."""
-        for wait in RATE_LIMIT_BACKOFF_S:
+        for wait in self.client.timing.batch_rate_limit_backoff:
             try:
                 return step()
             except RateLimitError:

@@ -47,6 +47,8 @@ class Timing:
     recovery_next_wait: float = 60.0
     recovery_max_unchanged: int = 5
     rate_limit_wait: float = 30.0
+    # a batch's further waits after a 429 the connection's one retry did not absorb
+    batch_rate_limit_backoff: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 30.0)
     render_poll_min: float = 2.0
     render_poll_max: float = 15.0
     render_timeout: float = 600.0

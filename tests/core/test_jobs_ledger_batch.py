@@ -7,6 +7,7 @@ import json
 import stat
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,23 @@ def _entries(tokens: object) -> list[dict]:
             found += _entries(value)
         return found
     return []
+
+
+def test_a_batch_waits_out_rate_limits_with_the_clients_timing(emulator_url, emulator, tmp_path):
+    """429s beyond the connection's one retry: the row waits the batch back-off of its
+    client's Timing (shrunk here) and goes on; nothing was run twice."""
+    waits: list[float] = []
+    timing = replace(FAST, batch_rate_limit_backoff=(0.01, 0.02, 0.03))
+    emulator.faults.fail_requests(4, status=429, path_prefix="/api/tasks/")
+    with NemoClient(api_url=emulator_url, timing=timing) as client:
+        result = run_batch(
+            client,
+            ["generate a realistic image of a quiet bay"],
+            out_dir=tmp_path,
+            ledger=Ledger.in_folder(tmp_path),
+            sleep=waits.append,
+        )
+    [row] = result.rows
+    assert row.status == "completed", row.error
+    # four 429s, two an attempt (the connection retries once): the batch waited twice
+    assert waits == [0.01, 0.02]
