@@ -666,16 +666,16 @@ class _Player:
     def _miss_text(self, entry: dict[str, Any], path: str, recorded: bool) -> str:
         why = "no more answers" if recorded else "no answer"
         message = _chat_message(entry)
-        what = f' (the message "{message}")' if message is not None else ""
+        what = f'the message "{message}"' if message is not None else f"{entry['method']} {path}"
         return (
-            f"The cassette {self.path} holds {why} to {entry['method']} {path}{what}; replay "
-            f"sends nothing to the network. {self._record_again()}."
+            f"The cassette {self.path} holds {why} to {what}; a replay never goes to the "
+            f"network. {self._record_again()}."
         )
 
     def _record_again(self) -> str:
         return (
-            "Record it again against the server (`%nemo connect --record FILE`, or "
-            "cassette_mode='record' / NEMO_CASSETTE_MODE=record)"
+            "Record it again: `%nemo connect --record FILE` in a notebook, "
+            "cassette_mode='record' or NEMO_CASSETTE_MODE=record in Python"
         )
 
 

@@ -44,7 +44,8 @@ _STATUS_STYLE = (
     "font-family:var(--jp-ui-font-family,inherit)"
 )
 _WORDS_STYLE = "font-family:var(--jp-content-font-family,inherit);line-height:1.5"
-_FOOTER_STYLE = "color:var(--jp-ui-font-color3,#9e9e9e);font-size:0.8em;margin-top:0.3em"
+# ui-font-color2 (not 3): the footer stays readable (4.5:1 and more) in light and dark themes
+_FOOTER_STYLE = "color:var(--jp-ui-font-color2,#757575);font-size:0.8em;margin-top:0.3em"
 
 
 class TurnParts:

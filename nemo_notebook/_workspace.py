@@ -339,13 +339,18 @@ class Workspace:
         return wanted.rstrip("/") == self.client.api_url
 
     @property
+    def replaying(self) -> bool:
+        """A cassette answers instead of a server (``--replay``, or ``NEMO_CASSETTE``)."""
+        return self.client is not None and self.client.cassette_mode == "replay"
+
+    @property
     def is_local(self) -> bool:
         """The embedded emulator answers, or a cassette replays in its place."""
         return self.emulator is not None or self._replaying_local
 
     def backend_label(self) -> str:
         """Which backend this notebook talks to, in words (every cell's output names it)."""
-        if self.client is not None and self.client.cassette_mode == "replay":
+        if self.client is not None and self.replaying:
             local = say("replay_local", self.language) if self._replaying_local else ""
             path = self.client.cassette_path
             return say("backend_replay", self.language, path=path, local=local)
@@ -514,8 +519,10 @@ class Workspace:
         return reply
 
     def _spent_words(self, spent: int | None) -> str:
-        """What a turn spent, for its footer; nothing when it spent nothing (or unknown)."""
-        return say("spent", self.language, credits=spent) if spent else ""
+        """What a turn spent, for its footer (replayed: what it spent when recorded); nothing
+        when it spent nothing (or unknown)."""
+        key = "spent_recorded" if self.replaying else "spent"
+        return say(key, self.language, credits=spent) if spent else ""
 
     def show_said(
         self, reply: Reply, spent: str = "", metadata: dict[str, Any] | None = None
@@ -594,12 +601,13 @@ class Workspace:
 
     def backend_footer(self) -> str:
         """The short line under a reply that says which backend answered (no address, so a
-        re-run of a notebook shows the same)."""
+        re-run of a notebook shows the same), and that a cassette replayed it."""
+        replayed = say("footer_replayed", self.language) if self.replaying else ""
         if self.is_local:
-            return say("footer_local", self.language)
+            return say("footer_local", self.language) + replayed
         if self.client is not None and is_this_machine(self.client.api_url):
-            return say("footer_machine", self.language)
-        return say("footer_cloud", self.language)
+            return say("footer_machine", self.language) + replayed
+        return say("footer_cloud", self.language) + replayed
 
     def show_reply_extras(self, reply: Reply, name: str) -> None:
         """After a turn: the draft diff and tracks for a silent edit, new stills, actions."""

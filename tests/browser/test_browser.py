@@ -625,3 +625,102 @@ def test_background_cells_keep_updating_in_their_own_cell(lab: LabPage, workdir:
     expect(jobs.locator("table")).to_contain_text("completed")
     assert "turn" in jobs.locator("table").inner_text() and "export" in jobs.inner_text()
     assert_no_console_errors(lab)
+
+
+REPLAY_TUTORIAL = "08-record-and-replay.ipynb"
+REPLAY_CASSETTE = "cassettes/urban-dreams.json"
+REPLAY_FOOTER = "NemoVideo · local emulator · replayed · 27 credits when recorded"
+STDERR_MIME = "application/vnd.jupyter.stderr"  # errors and tracebacks render as this
+
+
+def _code_cell_index(sources: list[str], starts_with: str) -> int:
+    """The index of the first code cell whose source starts with ``starts_with``."""
+    for index, source in enumerate(sources):
+        if source.lstrip().startswith(starts_with):
+            return index
+    raise AssertionError(f"no code cell starts with {starts_with!r} in {sources}")
+
+
+def _save_replay_shot(locator: Any, name: str) -> Path:
+    """A screenshot of an element of the replayed tutorial, kept for people to look at."""
+    folder = artifacts_dir() / "replay"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.png"
+    locator.screenshot(path=str(target))
+    return target
+
+
+def test_replay_tutorial_runs_offline_plays_the_recorded_video_and_names_a_miss(
+    lab: LabPage, workdir: Path
+) -> None:
+    """Tutorial 08 replays its cassette with no server: the recorded replies, tracks and MP4
+    (linked, playing, the recorded bytes), and its last cell, tagged raises-exception, fails
+    with one short CassetteMissError, not a traceback."""
+    import hashlib
+    import shutil
+
+    notebook = copy_tutorial(REPLAY_TUTORIAL, workdir)
+    shutil.copytree(NOTEBOOKS / "cassettes", workdir / "cassettes")  # copy_tutorial leaves it
+    sources = code_sources(notebook)
+    connect = _code_cell_index(sources, "%load_ext nemo_notebook")
+    generate = _code_cell_index(sources, "%%nemo\ngenerate")
+    tracks = _code_cell_index(sources, "%nemo tracks")
+    export = _code_cell_index(sources, "%nemo export")
+    same_bytes = _code_cell_index(sources, "import hashlib")
+    miss = _code_cell_index(sources, "%%nemo\nmake it vertical")
+    # Run All goes past a failing cell only when it is tagged raises-exception (JupyterLab then
+    # sends stop_on_error=false); the miss is the last code cell, so every cell runs anyway.
+    assert miss == len(sources) - 1, "the failing cell is expected last"
+
+    panel = open_and_run_all(lab, notebook)
+
+    connected = lab.code_cell_outputs(panel, connect)
+    expect(connected).to_contain_text(f"Replaying {REPLAY_CASSETTE}")
+    assert "Started the local" not in connected.inner_text(), "a replay started an emulator"
+
+    turn = lab.watch("generate cell", lab.code_cell_outputs(panel, generate))
+    reply = turn.locator(".nemo-turn")
+    expect(reply.locator(".nemo-words").first).to_contain_text(
+        "Here is your image of a futuristic city at night"
+    )
+    expect(reply).to_contain_text("The timeline now has 3 tracks.")
+    statuses = [text.strip() for text in reply.locator(".nemo-status").all_inner_texts()]
+    assert "· generating image…" in statuses and "· adding title…" in statuses, statuses
+    expect(reply.locator(".nemo-footer")).to_have_text(REPLAY_FOOTER)
+    expect(turn.locator("img").first).to_be_visible()
+
+    table = lab.watch("tracks table", lab.code_cell_outputs(panel, tracks).locator("table"))
+    expect(table).to_contain_text("Urban Dreams")
+
+    exported = lab.watch("export cell", lab.code_cell_outputs(panel, export))
+    expect(exported).to_contain_text("Saved urban-dreams.mp4")
+    video = exported.locator("video")
+    expect(video).to_have_count(1)
+    assert _video_file_name(video.text_content() or "") == "urban-dreams.mp4"
+    mp4 = workdir / "urban-dreams.mp4"
+    assert mp4.is_file(), "the export did not save urban-dreams.mp4 next to the notebook"
+    src = video.locator("source").get_attribute("src") or ""
+    assert src and not src.startswith("data:"), f"the video is embedded, not linked: {src[:60]}"
+    assert_video_plays(lab, video, probe_duration_s(mp4))
+    digest = hashlib.sha256(mp4.read_bytes()).hexdigest()
+    assert (workdir / f"{REPLAY_CASSETTE}.media" / f"{digest}.mp4").is_file()
+    expect(lab.code_cell_outputs(panel, same_bytes)).to_contain_text(
+        "byte for byte the recorded video: True"
+    )
+
+    failed = lab.watch("cassette miss cell", lab.code_cell_outputs(panel, miss))
+    errors = failed.locator(f'.jp-OutputArea-output[data-mime-type="{STDERR_MIME}"]')
+    expect(errors).to_have_count(1)
+    error = errors.inner_text().strip()
+    assert "Traceback (most recent call last)" not in error, error
+    assert error.startswith("CassetteMissError"), error
+    assert f"The cassette {REPLAY_CASSETTE} holds no answer" in error, error
+    assert '"make it vertical 9:16"' in error and "--record" in error, error
+    assert len(error.splitlines()) <= 2, f"the miss is not one short error:\n{error}"
+    # Every other cell ran without an error output.
+    assert lab.error_outputs(panel) == [errors.inner_text()], lab.error_outputs(panel)
+
+    shots = {"generate-cell": turn, "export-cell": exported, "miss-cell": failed}
+    for name, locator in shots.items():
+        _save_replay_shot(locator, name)
+    assert_no_console_errors(lab)
