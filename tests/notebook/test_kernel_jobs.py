@@ -46,14 +46,6 @@ def cloud(tmp_path: Path) -> Iterator[Any]:
         yield handle
 
 
-@pytest.fixture
-def kernels() -> Iterator[list[Kernel]]:
-    started: list[Kernel] = []
-    yield started
-    for kernel in started:
-        kernel.kill()
-
-
 def open_kernel(folder: Path, kernels: list[Kernel], url: str) -> tuple[Kernel, Ran]:
     kernel = Kernel(folder)
     kernels.append(kernel)

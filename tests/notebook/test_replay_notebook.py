@@ -37,14 +37,6 @@ RECORD = "nemo_notebook"  # the key of a turn's record in its output metadata
 # --------------------------------------------------------------------------- through kernels
 
 
-@pytest.fixture
-def kernels() -> Iterator[list[Kernel]]:
-    started: list[Kernel] = []
-    yield started
-    for kernel in started:
-        kernel.kill()
-
-
 def run_session(kernel: Kernel, connect: str, name: str) -> tuple[Ran, list[Ran], float]:
     """Connect, run the session's cells; what each showed and the seconds the cells took."""
     loaded = kernel.run("%load_ext nemo_notebook")
