@@ -376,7 +376,7 @@ def _upload(ws: Workspace, args: UploadArgs) -> None:
 
 
 def _export(ws: Workspace, args: ExportArgs) -> None:
-    ws.export(args)
+    ws.exports.export(args)
 
 
 def _history(ws: Workspace, args: SessionArgs) -> None:

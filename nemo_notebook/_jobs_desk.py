@@ -189,7 +189,7 @@ class JobsDesk:
             self._finished_line(record, "failed")
             return None
         if isinstance(running.result, Path):
-            self.ws.show_export(running.result, self.ws.embed_choice(running.result))
+            self.ws.exports.show(running.result, self.ws.exports.embed_choice(running.result))
         elif isinstance(running.result, Reply):  # the reply again, as a cell in the foreground
             self.ws.show_said(running.result)  # shows it: a notebook saved by a script keeps
             self.ws.show_reply_extras(running.result, running.session_name or "main")  # it
@@ -199,7 +199,7 @@ class JobsDesk:
         status = record.status if record.status in FINISHED else "running in another kernel"
         self._finished_line(record, status)
         if record.kind == "export" and record.output and Path(record.output).is_file():
-            self.ws.show_export(Path(record.output))
+            self.ws.exports.show(Path(record.output))
             return Path(record.output)
         return None
 
@@ -232,9 +232,9 @@ class JobsDesk:
         )
         name = record.session_name or "main"
         try:
-            path = self.ws.with_render_progress(
+            path = self.ws.exports.with_render_progress(
                 lambda progress: job.wait(on_progress=progress).download(
-                    self.ws.export_names.next_path(name, fmt)
+                    self.ws.exports.names.next_path(name, fmt)
                 )
             )
         except APIError as exc:
@@ -247,8 +247,8 @@ class JobsDesk:
             tracker.export_ended(record.id, error=exc)
             raise
         tracker.export_ended(record.id, path=path)
-        self.ws.saved_line(path)
-        self.ws.show_export(path)
+        self.ws.exports.saved_line(path)
+        self.ws.exports.show(path)
         return path
 
     def _recover_turn(self, record: JobRecord) -> SessionState | None:

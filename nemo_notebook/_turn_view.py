@@ -10,8 +10,9 @@ an empty one and the final block. Nothing in the final block depends on timing.
 
 What the turn did rides along as output metadata under ``"nemo_notebook"`` (:func:`turn_record`:
 session, turn, credits spent, tool calls, changes), on the live output's final state (a
-streamed turn: that output always exists, even when the agent said nothing) or on the block of
-a turn that was not streamed. So a saved notebook tells what happened; nbval ignores metadata.
+streamed turn: that output always exists, even when the agent said nothing), on the block of
+a turn that was not streamed, or on an empty output of a ``--quiet`` one. So a saved notebook
+tells what happened; nbval ignores metadata.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from nemo_notebook._markdown import MarkdownStream, markdown_html
 from nemo_notebook._models import Reply
 from nemo_notebook._notebook_words import say
 
-__all__ = ["METADATA_KEY", "LiveTurn", "TurnBlock", "TurnParts", "turn_record"]
+__all__ = ["METADATA_KEY", "LiveTurn", "TurnBlock", "TurnParts", "record_output", "turn_record"]
 
 #: The key of a turn's record in its cell output's metadata.
 METADATA_KEY = "nemo_notebook"
@@ -196,6 +197,11 @@ class _Empty:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
         return _bundle({"text/plain": ""}, self.metadata)
+
+
+def record_output(metadata: dict[str, Any]) -> object:
+    """An output that shows nothing and carries a turn's record (a ``--quiet`` turn)."""
+    return _Empty(metadata)
 
 
 class _LiveView:

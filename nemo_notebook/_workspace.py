@@ -33,39 +33,37 @@ from nemo_notebook._display import (
     NotebookOutput,
     NoteView,
     Output,
-    ProgressLine,
     TracksTable,
     option_lines,
 )
 from nemo_notebook._draft import Draft
 from nemo_notebook._errors import InsufficientCreditsError, NotebookError, message_of
 from nemo_notebook._events import Question
+from nemo_notebook._export_desk import ExportDesk
 from nemo_notebook._intents import Intent, route
 from nemo_notebook._job_tracker import JobTracker
 from nemo_notebook._jobs_desk import JobsDesk
 from nemo_notebook._media_views import (
     MAX_IMAGE_PIXELS,
-    ImageView,
-    VideoView,
-    extract_poster,
-    media_type,
 )
 from nemo_notebook._models import Credits, Reply, UploadedFile
 from nemo_notebook._notebook_words import say
 from nemo_notebook._protocol import words_language
 from nemo_notebook._spending import Spending
-from nemo_notebook._turn_view import LiveTurn, TurnBlock, TurnParts, turn_record
+from nemo_notebook._turn_view import (
+    LiveTurn,
+    TurnBlock,
+    TurnParts,
+    record_output,
+    turn_record,
+)
 from nemo_notebook._workflows import (
-    ExportNames,
-    LastExports,
     answer_for,
     claim_link,
     current_draft,
-    export_format,
     is_this_machine,
     make_client,
     new_images,
-    render_and_save,
     replaced_line,
     run_turn,
     silent_turn,
@@ -163,13 +161,11 @@ class Workspace:
         self.emulator_starter = emulator_starter
         self.env = env
         self._base_dir = Path(base_dir) if base_dir is not None else None
-        self._clock = clock
+        self.clock = clock
         self.client: NemoClient | None = None
         self.emulator: EmulatorHandle | None = None
         self.sessions: dict[str, Session] = {}
-        self.export_names = ExportNames(lambda: self.base_dir)
-        self.last_exports = LastExports()
-        self._embedded: set[Path] = set()  # videos already embedded in this notebook
+        self.exports = ExportDesk(self)
         self.tracker = JobTracker(lambda: self.ledger_folder)
         self.background = BackgroundWork()
         self.spending = Spending(
@@ -180,7 +176,6 @@ class Workspace:
         self.jobs = JobsDesk(self)
         self._local_key: str | None = None
         self._replaying_local = False  # `--local --replay`: a cassette stands in for it
-        self._embed_choices: dict[Path, bool | None] = {}  # --embed / --link of each export
 
     @property
     def language(self) -> str:
@@ -248,7 +243,7 @@ class Workspace:
             self.tracker.remember_session(self.backend, session, opened, self.settings.language)
         self._say_connected(client, emulator)
         self.jobs.say_resumed(reopened)
-        self._show_claim_link(opened)
+        self.show_claim_link(opened)
         return client
 
     def _say_connected(self, client: NemoClient, emulator: EmulatorHandle | None) -> None:
@@ -377,7 +372,7 @@ class Workspace:
         with its claim link; a lost session replaced by the client is told in this output."""
         client = self.ensure_client()
         if name not in self.sessions:
-            self._show_claim_link(self._open_session(client, name))
+            self.show_claim_link(self._open_session(client, name))
         session = self.sessions[name]
         session.on_replaced = self._say_replaced  # whoever uses the session hears of it
         return session
@@ -424,7 +419,7 @@ class Workspace:
         """Route a message: export / credits / status / upload directly, the rest as a turn."""
         decision = route(text)
         if decision.intent is Intent.EXPORT:
-            return self.export(ExportArgs(session=args.session))
+            return self.exports.export(ExportArgs(session=args.session))
         if decision.intent is Intent.CREDITS:
             return self.credits()
         if decision.intent is Intent.STATUS:
@@ -448,7 +443,7 @@ class Workspace:
         if answering and not args.quiet:
             self.output.write(answering + "\n")
         job_id = self.tracker.turn_started(self.backend, args.session, session, text)
-        if not self._in_background(args.background):
+        if not self.in_background(args.background):
             return self._turn(session, text, args, job_id)
         self.jobs.announce(job_id)
         # The live view's first (empty) output is shown now, while the cell runs, so a saved
@@ -458,7 +453,8 @@ class Workspace:
             job_id, "turn", args.session, lambda: self._turn(session, text, args, job_id, view)
         )
 
-    def _in_background(self, asked: bool | None) -> bool:
+    def in_background(self, asked: bool | None) -> bool:
+        """Whether work runs in the background: as asked, else the `background` setting."""
         return self.settings.background if asked is None else asked
 
     def _turn(
@@ -516,6 +512,8 @@ class Workspace:
         reply = session.send(text)
         if not args.quiet:
             self.show_said(reply, self._spent_words(meter.settle()), record(reply))
+        elif self.output.live:
+            self.output.display(record_output(record(reply)))
         return reply
 
     def _spent_words(self, spent: int | None) -> str:
@@ -547,7 +545,7 @@ class Workspace:
         return LiveTurn(
             self.output,
             rate=self.settings.stream_rate,
-            clock=self._clock,
+            clock=self.clock,
             footer=self.backend_footer(),
             language=self.language,
         )
@@ -589,7 +587,7 @@ class Workspace:
                 text,
                 self.output.write,
                 rate=self.settings.stream_rate,
-                clock=self._clock,
+                clock=self.clock,
                 language=self.language,
             )
         except KeyboardInterrupt:
@@ -662,7 +660,7 @@ class Workspace:
 
     def _suggested_export(self, name: str) -> None:
         if self.settings.auto_actions and self.settings.auto_export:
-            self.export(ExportArgs(session=name))
+            self.exports.export(ExportArgs(session=name))
             return
         option = "" if name == DEFAULT_SESSION else f" --session {name}"
         self.output.write(say("ready_to_export", self.language, option=option))
@@ -709,118 +707,8 @@ class Workspace:
             self.output.write(say("uploaded", self.language, what=_describe_upload(uploaded)))
         return files
 
-    def export(self, args: ExportArgs) -> Path | Running:
-        """Render in the asked format, download next to the notebook, show the result and the
-        claim link (in the background: returns the running job at once). An unchanged draft
-        shows the file its last export made (``--again`` renders anew)."""
-        session = self.session(args.session)
-        fmt = export_format(args.format)
-        job_id = self.tracker.export_started(self.backend, args.session, session, fmt)
-        if self._in_background(args.background):
-            self.jobs.announce(job_id)
-            return self.jobs.start(
-                job_id, "export", args.session, lambda: self._export(session, fmt, args, job_id)
-            )
-        return self._export(session, fmt, args, job_id)
-
-    def _export(self, session: Session, fmt: str, args: ExportArgs, job_id: int | None) -> Path:
-        try:
-            path = self._export_file(session, fmt, args, job_id)
-        except BaseException as exc:
-            self.tracker.export_ended(job_id, error=exc)
-            raise
-        self.tracker.export_ended(job_id, path=path)
-        self._embed_choices[path.resolve()] = args.embed
-        self.show_export(path, args.embed)
-        self._show_claim_link(session)
-        return path
-
-    def embed_choice(self, path: Path) -> bool | None:
-        """``--embed`` (True), ``--link`` (False) or by size (None), as its export said."""
-        return self._embed_choices.get(path.resolve())
-
-    def show_export(self, path: Path, embed: bool | None = None) -> None:
-        view = self.export_view(path, embed)
-        if view is not None:
-            self.output.display(view)
-
-    def _export_file(
-        self, session: Session, fmt: str, args: ExportArgs, job_id: int | None
-    ) -> Path:
-        draft, _note = current_draft(session, self.language)
-        reused = None if args.again or args.out else self.last_exports.reusable(session, fmt, draft)
-        if reused is not None:
-            shown = _shown_path(reused, self.base_dir)
-            self.output.write(say("unchanged_export", self.language, path=shown))
-            return reused
-        path = self.with_render_progress(
-            lambda progress: render_and_save(
-                session,
-                fmt,
-                on_progress=progress,
-                path_for=lambda fmt: (
-                    Path(args.out) if args.out else self.export_names.next_path(args.session, fmt)
-                ),
-                on_change=self.tracker.export_changed(job_id),
-            )
-        )
-        self.last_exports.remember(session, fmt, draft, path)
-        self.saved_line(path)
-        return path
-
-    def with_render_progress(self, render: Callable[[Callable[[float], None]], Path]) -> Path:
-        """Run ``render(on_progress)`` with a progress line in the cell."""
-        progress = ProgressLine(
-            self.output.write,
-            say("rendering", self.language),
-            rate=self.settings.stream_rate,
-            clock=self._clock,
-        )
-        try:
-            path = render(progress)
-        except BaseException as exc:
-            if progress.writes:
-                self.output.write("\n")
-            if isinstance(exc, KeyboardInterrupt):
-                self.output.write(say("export_stopped", self.language))
-            raise
-        progress.finish()
-        return path
-
-    def saved_line(self, path: Path) -> None:
-        self.output.write(say("saved", self.language, path=_shown_path(path, self.base_dir)))
-
-    def export_view(self, path: Path, embed: bool | None = None) -> ImageView | VideoView | None:
-        """How a saved export shows: a still as an image, a video as the player; ``None`` for
-        a format a page cannot show (the saved line names the file)."""
-        kind = media_type(path) or ""
-        if kind.startswith("image/"):
-            return ImageView(
-                path.read_bytes(),
-                label=path.name,
-                preview=kind != "image/gif",
-                max_pixels=self.settings.max_image_pixels,
-            )
-        if kind.startswith("video/"):
-            return self.video_view(path, embed)
-        return None
-
-    def video_view(self, path: Path, embed: bool | None = None) -> VideoView:
-        """The inline player for a saved video under the current settings. A video is
-        embedded in the notebook once at most: shown again, it is linked."""
-        resolved = path.resolve()
-        view = VideoView(
-            path,
-            embed_limit_bytes=int(self.settings.embed_limit_mb * 1_000_000),
-            embed=False if resolved in self._embedded else embed,
-            poster=extract_poster(path),
-            base_dir=self.base_dir,
-        )
-        if view.embedded:
-            self._embedded.add(resolved)
-        return view
-
-    def _show_claim_link(self, session: Session) -> None:
+    def show_claim_link(self, session: Session) -> None:
+        """The session's claim link in the cell (none for a replayed session)."""
         link = claim_link(session, local_emulator=self.is_local, language=self.language)
         if link is None:
             return
@@ -869,7 +757,7 @@ class Workspace:
             language=self.settings.language,
             embed_limit_mb=self.settings.embed_limit_mb,
             base_dir=self.base_dir,
-            next_export_path=lambda fmt: self.export_names.next_path(args.session, fmt),
+            next_export_path=lambda fmt: self.exports.names.next_path(args.session, fmt),
             stream_rate=self.settings.stream_rate,
             local_emulator=self.is_local,
             max_table_rows=self.settings.max_table_rows,
@@ -941,10 +829,3 @@ def _describe_upload(uploaded: UploadedFile) -> str:
         details.append(f"{uploaded.width}x{uploaded.height}")
     suffix = f" ({', '.join(details)})" if details else ""
     return f"{uploaded.filename}{suffix}"
-
-
-def _shown_path(path: Path, base_dir: Path) -> str:
-    try:
-        return path.resolve().relative_to(base_dir.resolve()).as_posix()
-    except ValueError:
-        return str(path)

@@ -134,7 +134,7 @@ def test_a_failure_of_the_core_reads_chinese_in_a_chinese_notebook(tmp_path: Pat
     )
     workspace.connect()
     with pytest.raises(NothingToExportError) as nothing:
-        workspace.export(ExportArgs())
+        workspace.exports.export(ExportArgs())
     assert nothing.value.message.startswith("还没有可导出的内容：时间线上没有片段。")
     backend.fail_next = [("/api/credits", 402, {"code": 2001, "message": "Insufficient credits"})]
     with pytest.raises(InsufficientCreditsError) as broke:

@@ -462,7 +462,7 @@ def test_export_plays_inline_with_claim_link(connected: InteractiveShell, tmp_pa
     assert '<source src="clips/final.mp4"' in html_outputs(cap)[0]
     # the embedding threshold is a setting
     connected.run_line_magic("config", "NemoMagics.embed_limit_mb = 0.001")
-    assert not magics_of(connected).workspace.video_view(saved).embedded
+    assert not magics_of(connected).workspace.exports.video_view(saved).embedded
 
 
 def test_a_new_kernel_never_overwrites_an_earlier_kernels_export(
@@ -986,13 +986,13 @@ def test_export_formats_name_the_file_and_show_it_by_kind(
         rendered=EXPORTED,
     )
     workspace, output, _ = scripted_workspace(backend, tmp_path)
-    path = workspace.export(ExportArgs(format=fmt))
+    path = workspace.exports.export(ExportArgs(format=fmt))
     assert path == tmp_path / f"nemo-main-1.{fmt}" and path.read_bytes() == EXPORTED[fmt]
     assert backend.export_formats() == [fmt]
     shown, link = output.shown
     assert isinstance(shown, view) and shown.mime_type == mime
     assert isinstance(link, LinkView) and "valid for 7 days" in link.note
-    assert workspace.export(ExportArgs()).name == "nemo-main-2.mp4"
+    assert workspace.exports.export(ExportArgs()).name == "nemo-main-2.mp4"
     assert backend.export_formats() == [fmt, "mp4"]
 
 

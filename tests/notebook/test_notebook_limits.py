@@ -361,6 +361,7 @@ def test_large_previews_are_downscaled_to_960_px() -> None:
 def test_an_interrupt_while_the_result_is_shown_says_so_in_one_line(tmp_path: Path) -> None:
     class InterruptingClient:
         api_url = "http://h"
+        cassette_mode = None
 
         def credits(self) -> Credits:
             return Credits(10, 0, 10)

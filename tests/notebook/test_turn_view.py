@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fake_backend import (
     API_URL,
     FakeBackend,
@@ -211,6 +212,31 @@ def test_an_interrupt_keeps_what_streamed_and_says_nothing_was_resent(tmp_path: 
     assert "Half a sentence" in block["text/html"] and "stopped" in block["text/html"]
     assert output.text == STOPPED_MESSAGE
     assert backend.count("POST", "/run_sse") == 1  # never re-sent
+    record = output.saved_metadata()[0]["nemo_notebook"]
+    assert record["stopped"] is True and record["credits_spent"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [(CellArgs(stream=False), "City at night."), (CellArgs(quiet=True), "")],
+)
+def test_a_turn_not_streamed_keeps_its_record_too(
+    tmp_path: Path, args: CellArgs, shown: str
+) -> None:
+    backend = FakeBackend(
+        turn=scripted_turn(
+            sse(adk_call("generate_image", {"prompt": "city"})), sse(adk_text("City at night."))
+        ),
+        drafts=[DRAFT, DRAFT],
+    )
+    output = LiveOutput()
+    workspace_for(backend, tmp_path, output).chat("make a city", args)
+    [data] = output.first_displays()  # one output: the reply, or nothing to see (--quiet)
+    assert data["text/plain"] == shown
+    [metadata] = output.saved_metadata()
+    record = metadata["nemo_notebook"]
+    assert [call["name"] for call in record["tool_calls"]] == ["generate_image"]
+    assert record["session_id"] == "1234567890123456789" and "stopped" not in record
 
 
 def test_a_block_of_options_and_plain_text() -> None:
