@@ -32,6 +32,7 @@ BENCHMARKS = (
     "upload",
     "concurrency",
     "jobs",
+    "replay",
     "render",
 )
 

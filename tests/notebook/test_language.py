@@ -169,3 +169,21 @@ def test_long_work_and_upload_messages_read_chinese(tmp_path: Path) -> None:
     )
     workspace.jobs.attach(None)
     assert output.text.endswith("此文件夹中没有未完成的任务。\n")
+
+
+def test_every_phrase_of_the_notebook_has_both_languages_with_the_same_blanks() -> None:
+    """A phrase added in one language only, or a Chinese one asking for a value the English
+    caller does not give, would fail only when a Chinese notebook reaches it."""
+    import string
+
+    from nemo_notebook import _notebook_words
+
+    english, chinese = _notebook_words._EN, _notebook_words._ZH
+    assert set(english) == set(chinese)
+
+    def blanks(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    for key, text in english.items():
+        assert blanks(chinese[key]) <= blanks(text), key  # English alone may add "plural"
+        assert blanks(text) - blanks(chinese[key]) <= {"plural"}, key
