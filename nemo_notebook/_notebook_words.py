@@ -170,6 +170,10 @@ _EN: dict[str, str] = {
         "first. Cloud credits come from your NemoVideo account."
     ),
     "no_account": "The local emulator did not say which account this is.",
+    "no_emulator_replaying": (
+        "No emulator runs here: this notebook replays the cassette {path}. To work with a live "
+        "one, `%nemo connect --local`."
+    ),
     "no_local_emulator": (
         "No local emulator in this notebook: run `%nemo connect --local` first, or start one "
         "yourself with `nemo_notebook.emulator.start()`."
@@ -313,6 +317,10 @@ _ZH: dict[str, str] = {
         "云端积分来自你的 NemoVideo 账户。"
     ),
     "no_account": "本地模拟器没有说明这是哪个账户。",
+    "no_emulator_replaying": (
+        "这里没有运行模拟器：此笔记本正在回放录制文件 {path}。要使用真实的模拟器，请运行 "
+        "`%nemo connect --local`。"
+    ),
     "no_local_emulator": (
         "此笔记本中没有本地模拟器：请先运行 `%nemo connect --local`，"
         "或自己用 `nemo_notebook.emulator.start()` 启动一个。"

@@ -742,6 +742,9 @@ class Workspace:
 
     def local_emulator(self) -> EmulatorHandle:
         """The handle of the emulator ``%nemo connect --local`` started (faults, credits)."""
+        if self.emulator is None and self.client is not None and self.replaying:
+            path = self.client.cassette_path
+            raise NotebookError(say("no_emulator_replaying", self.language, path=path))
         if self.emulator is None:
             raise NotebookError(say("no_local_emulator", self.language))
         return self.emulator

@@ -21,7 +21,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
 from kernel_support import Kernel, Ran
 
-from nemo_notebook._errors import CassetteMissError, ConfigError
+from nemo_notebook._errors import CassetteMissError, ConfigError, NotebookError
 
 CITY = "generate a realistic image of a futuristic city at night"
 SESSION_CELLS = (
@@ -203,3 +203,15 @@ def test_a_missing_cassette_keeps_the_connection_and_says_how_to_record(
     assert "Credits:" in line(shell, "credits").stdout
     with pytest.raises(UsageError, match="either --record FILE or --replay FILE"):
         shell.run_line_magic("nemo", "connect --record a.json --replay b.json")
+
+
+def test_nemo_cassette_in_the_environment_replays_a_notebook_unchanged(
+    shell: InteractiveShell, emulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = recorded_city(shell, emulator_url)
+    monkeypatch.setenv("NEMO_CASSETTE", "city.json")  # once: the file exists, so it replays
+    connected = line(shell, "connect --local")
+    assert connected.stdout.startswith("Replaying city.json, as the local emulator")
+    with pytest.raises(NotebookError, match="No emulator runs here: this notebook replays"):
+        line(shell, "emulator")  # none was started
+    assert as_recorded(cell(shell, CITY).stdout) == recorded.stdout
