@@ -16,8 +16,9 @@ from .render_plan import number
 
 log = logging.getLogger("nemo_notebook.emulator")
 
-# Noto Sans CJK from the `manimgx-fonts-cjk` wheel (an emulator dependency); Pillow's built-in
-# font has no CJK glyphs, and system fonts are not relied on.
+# Noto Sans CJK Bold from the `manimgx-fonts-cjk` wheel (an emulator dependency) for every
+# title: it has Latin glyphs too, a bold face stays legible over busy scenes, and Pillow's
+# built-in font (the fallback) is thin and has no CJK glyphs. System fonts are not relied on.
 _CJK_FONT_PACKAGE, _CJK_FONT_FILE, _CJK_FONT_INDEX_SC = (
     "manimgx_fonts_cjk",
     "NotoSansCJK-VF.otf.ttc",
@@ -25,28 +26,20 @@ _CJK_FONT_PACKAGE, _CJK_FONT_FILE, _CJK_FONT_INDEX_SC = (
 )
 
 
-def _font(size: int, text: str = "") -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    if any(_is_cjk(ch) for ch in text):
-        cjk = _cjk_font(size)
-        if cjk is not None:
-            return cjk
-    return ImageFont.load_default(size=size)
-
-
-def _is_cjk(ch: str) -> bool:
-    code = ord(ch)
-    return 0x2E80 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0xFF00 <= code <= 0xFFEF
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    bold = _bold_font(size)
+    return bold if bold is not None else ImageFont.load_default(size=size)
 
 
 @functools.lru_cache(maxsize=16)
-def _cjk_font(size: int) -> ImageFont.FreeTypeFont | None:
+def _bold_font(size: int) -> ImageFont.FreeTypeFont | None:
     try:
         font_file = importlib.resources.files(_CJK_FONT_PACKAGE) / _CJK_FONT_FILE
         with importlib.resources.as_file(font_file) as path:
             font = ImageFont.truetype(str(path), size, index=_CJK_FONT_INDEX_SC)
         font.set_variation_by_name("Bold")
     except (ImportError, OSError, ValueError) as exc:
-        log.warning("No CJK font available (%s); CJK text will not render.", exc)
+        log.warning("No Noto Sans CJK font (%s): titles thin, CJK text not drawn.", exc)
         return None
     return font
 
@@ -91,7 +84,7 @@ def draw_text_image(
 ) -> Image.Image:
     """``text`` wrapped to the canvas width, outlined and shadowed, on a transparent image."""
     size = _font_size(style, caption, width, height)
-    font = _font(size, text)
+    font = _font(size)
     wrapped = _wrap(text, font, width * 0.88)
     stroke = max(1, round(size * 0.06))
     pad = stroke + max(2, round(size * 0.12))
