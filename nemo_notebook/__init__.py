@@ -7,7 +7,8 @@ Importing the package loads neither IPython, ipywidgets, pandas nor the emulator
 The map (dependencies point down; a test keeps it so)::
 
     notebook   _magics (IPython glue) -> _commands (the command table) -> _workspace
-               (with its desks: _export_desk for exports, _jobs_desk for long work)
+               (with its desks: _turn_desk for chat turns, _export_desk for exports,
+               _jobs_desk for long work)
                _panel (the chat widget)
                _workflows (each workflow once, for both front ends)
                _display (stream sink, tables, reprs)   _media_views (images, videos)

@@ -191,8 +191,8 @@ class JobsDesk:
         if isinstance(running.result, Path):
             self.ws.exports.show(running.result, self.ws.exports.embed_choice(running.result))
         elif isinstance(running.result, Reply):  # the reply again, as a cell in the foreground
-            self.ws.show_said(running.result)  # shows it: a notebook saved by a script keeps
-            self.ws.show_reply_extras(running.result, running.session_name or "main")  # it
+            self.ws.turns.show_said(running.result)  # shows it: a notebook saved by a script keeps
+            self.ws.turns.show_reply_extras(running.result, running.session_name or "main")  # it
         return running.result
 
     def _show_finished(self, record: JobRecord) -> object:

@@ -3,7 +3,9 @@ local emulator it started, and each command's result written to an
 :class:`~nemo_notebook._display.Output`.
 
 The workflows themselves live in :mod:`nemo_notebook._workflows` (shared with the panel); this
-module presents their results as cell output. No IPython here beyond the output protocol, so a
+module presents their results as cell output, with its desks: chat turns
+(:mod:`~nemo_notebook._turn_desk`), exports (:mod:`~nemo_notebook._export_desk`) and long work
+(:mod:`~nemo_notebook._jobs_desk`). No IPython here beyond the output protocol, so a
 :class:`Workspace` is used and tested without a kernel.
 """
 
@@ -29,16 +31,13 @@ from nemo_notebook._commands import (
 from nemo_notebook._config import resolve_cassette, resolve_settings
 from nemo_notebook._display import (
     MAX_TABLE_ROWS,
-    ChangesView,
     NotebookOutput,
     NoteView,
     Output,
     TracksTable,
-    option_lines,
 )
 from nemo_notebook._draft import Draft
-from nemo_notebook._errors import InsufficientCreditsError, NotebookError, message_of
-from nemo_notebook._events import Question
+from nemo_notebook._errors import NotebookError
 from nemo_notebook._export_desk import ExportDesk
 from nemo_notebook._intents import Intent, route
 from nemo_notebook._job_tracker import JobTracker
@@ -50,24 +49,14 @@ from nemo_notebook._models import Credits, Reply, UploadedFile
 from nemo_notebook._notebook_words import say
 from nemo_notebook._protocol import words_language
 from nemo_notebook._spending import Spending
-from nemo_notebook._turn_view import (
-    LiveTurn,
-    TurnBlock,
-    TurnParts,
-    record_output,
-    turn_record,
-)
+from nemo_notebook._turn_desk import TurnDesk
 from nemo_notebook._workflows import (
     answer_for,
     claim_link,
     current_draft,
     is_this_machine,
     make_client,
-    new_images,
     replaced_line,
-    run_turn,
-    silent_turn,
-    stream_turn,
     upload_targets,
 )
 
@@ -166,6 +155,7 @@ class Workspace:
         self.emulator: EmulatorHandle | None = None
         self.sessions: dict[str, Session] = {}
         self.exports = ExportDesk(self)
+        self.turns = TurnDesk(self)
         self.tracker = JobTracker(lambda: self.ledger_folder)
         self.background = BackgroundWork()
         self.spending = Spending(
@@ -444,158 +434,20 @@ class Workspace:
             self.output.write(answering + "\n")
         job_id = self.tracker.turn_started(self.backend, args.session, session, text)
         if not self.in_background(args.background):
-            return self._turn(session, text, args, job_id)
+            return self.turns.run(session, text, args, job_id)
         self.jobs.announce(job_id)
         # The live view's first (empty) output is shown now, while the cell runs, so a saved
         # or re-run notebook always has it; the worker fills it in.
-        view = self._live_turn() if args.stream and not args.quiet and self.output.live else None
+        view = (
+            self.turns.live_view() if args.stream and not args.quiet and self.output.live else None
+        )
         return self.jobs.start(
-            job_id, "turn", args.session, lambda: self._turn(session, text, args, job_id, view)
+            job_id, "turn", args.session, lambda: self.turns.run(session, text, args, job_id, view)
         )
 
     def in_background(self, asked: bool | None) -> bool:
         """Whether work runs in the background: as asked, else the `background` setting."""
         return self.settings.background if asked is None else asked
-
-    def _turn(
-        self,
-        session: Session,
-        text: str,
-        args: CellArgs,
-        job_id: int | None,
-        view: LiveTurn | None = None,
-    ) -> Reply:
-        """Send, show and record one turn, with what it spent."""
-        meter = _TurnCredits(self.spending)
-        try:
-            reply = self._send_and_show(session, text, args, meter, job_id, view)
-        except BaseException as exc:
-            spent = None if isinstance(exc, KeyboardInterrupt) else meter.settle()
-            self.tracker.turn_ended(job_id, error=exc, credits=spent)
-            if isinstance(exc, InsufficientCreditsError) and self.is_local:
-                raise InsufficientCreditsError(
-                    say("local_credits", self.language), code=2001, language=self.language
-                ) from exc
-            raise
-        self.tracker.turn_ended(job_id, reply=reply, credits=meter.settle())
-        if not args.quiet:
-            try:
-                self.show_reply_extras(reply, args.session)
-            except KeyboardInterrupt:
-                self.output.write(say("extras_stopped", self.language))
-                raise
-        return reply
-
-    def _send_and_show(
-        self,
-        session: Session,
-        text: str,
-        args: CellArgs,
-        meter: _TurnCredits,
-        job_id: int | None,
-        view: LiveTurn | None = None,
-    ) -> Reply:
-        def record(reply: Reply | None) -> dict[str, Any]:
-            spent = meter.settle() if reply is not None else None
-            error = message_of(reply.error) if reply is not None and reply.error else None
-            return turn_record(
-                session=args.session,
-                session_id=session.id,
-                turn_id=job_id,
-                credits_spent=spent,
-                reply=reply,
-                error=error,
-            )
-
-        if args.stream and not args.quiet:
-            return self._stream_turn(session, text, meter, record, view)
-        reply = session.send(text)
-        if not args.quiet:
-            self.show_said(reply, self._spent_words(meter.settle()), record(reply))
-        elif self.output.live:
-            self.output.display(record_output(record(reply)))
-        return reply
-
-    def _spent_words(self, spent: int | None) -> str:
-        """What a turn spent, for its footer (replayed: what it spent when recorded); nothing
-        when it spent nothing (or unknown)."""
-        key = "spent_recorded" if self.replaying else "spent"
-        return say(key, self.language, credits=spent) if spent else ""
-
-    def show_said(
-        self, reply: Reply, spent: str = "", metadata: dict[str, Any] | None = None
-    ) -> None:
-        """A reply that was not streamed: its words, and the options of its question
-        (``metadata``: the turn's record, for its output)."""
-        if self.output.live:
-            parts = TurnParts()
-            parts.add_text(reply.text)
-            parts.add_options(reply.question.options if reply.question is not None else ())
-            footer = " · ".join(part for part in (self.backend_footer(), spent) if part)
-            self.output.display(TurnBlock(parts, footer, metadata=metadata))
-            return
-        options = reply.question.options if reply.question is not None else ()
-        said = "\n".join([reply.text.strip(), *option_lines(options)]).strip()
-        if said:
-            self.output.write(said + "\n")
-        if spent:
-            self.output.write(f"· {spent}\n")
-
-    def _live_turn(self) -> LiveTurn:
-        return LiveTurn(
-            self.output,
-            rate=self.settings.stream_rate,
-            clock=self.clock,
-            footer=self.backend_footer(),
-            language=self.language,
-        )
-
-    def _stream_turn(
-        self,
-        session: Session,
-        text: str,
-        meter: _TurnCredits,
-        record: Callable[[Reply | None], dict[str, Any]],
-        view: LiveTurn | None = None,
-    ) -> Reply:
-        """The turn streamed into the cell: formatted in a notebook (its output keeping the
-        turn's ``record``), plain in a terminal."""
-        if not self.output.live:
-            plain = self._stream_plain(session, text)
-            spent = self._spent_words(meter.settle())
-            if spent:
-                self.output.write(f"· {spent}\n")
-            return plain
-        view = view or self._live_turn()
-        try:
-            streamed = run_turn(session, text, view.handle, on_wait=view.wait)
-        except KeyboardInterrupt:
-            view.finish(None, metadata=record(None))
-            self.output.write(say("stopped", self.language))
-            raise
-        if streamed is None:
-            view.finish(None, metadata=record(None))
-            raise NotebookError(say("stopped", self.language).strip())
-        metadata = record(streamed)
-        view.finish(streamed, note=self._spent_words(meter.settle()), metadata=metadata)
-        return streamed.raise_for_error()
-
-    def _stream_plain(self, session: Session, text: str) -> Reply:
-        try:
-            reply = stream_turn(
-                session,
-                text,
-                self.output.write,
-                rate=self.settings.stream_rate,
-                clock=self.clock,
-                language=self.language,
-            )
-        except KeyboardInterrupt:
-            self.output.write(say("stopped", self.language))
-            raise
-        if reply is None:
-            raise NotebookError(say("stopped", self.language).strip())
-        return reply
 
     def backend_footer(self) -> str:
         """The short line under a reply that says which backend answered (no address, so a
@@ -607,63 +459,9 @@ class Workspace:
             return say("footer_machine", self.language) + replayed
         return say("footer_cloud", self.language) + replayed
 
-    def show_reply_extras(self, reply: Reply, name: str) -> None:
-        """After a turn: the draft diff and tracks for a silent edit, new stills, actions."""
-        tracks_shown = False
-        if reply.recovered:
-            self.output.write(say("recovered", self.language))
-        if reply.silent:
-            self._show_silent_turn(reply)
-            if reply.state is not None:
-                self.output.display(self.tracks_table(reply.state.draft))
-                tracks_shown = True
-        self._show_new_images(reply)
-        self._follow_actions(reply, name, tracks_shown)
-        if reply.question is not None:
-            self.output.write(_answer_hint(reply.question, name, self.language) + "\n")
-
-    def _show_silent_turn(self, reply: Reply) -> None:
-        kind, lines = silent_turn(reply, self.language)
-        if kind == "changes":
-            self.output.display(ChangesView(lines, say("changes_title", self.language)))
-        elif kind == "unknown":
-            self.output.display(NoteView(lines[0]))
-        else:
-            self.output.write(say("unchanged", self.language))
-
-    def _show_new_images(self, reply: Reply) -> None:
-        client = self.ensure_client()
-        for shown in new_images(
-            client, reply, max_pixels=self.settings.max_image_pixels, language=self.language
-        ):
-            self.output.display(shown)
-
     def tracks_table(self, draft: Draft) -> TracksTable:
         """The tracks table under the current row cap."""
         return TracksTable(draft, max_rows=self.settings.max_table_rows, language=self.language)
-
-    def _follow_actions(self, reply: Reply, name: str, tracks_shown: bool) -> None:
-        for action in dict.fromkeys(reply.actions):
-            if action == "export":
-                self._suggested_export(name)
-            elif action == "status" and not tracks_shown:
-                if self.settings.auto_actions and reply.state is not None:
-                    self.output.display(self.tracks_table(reply.state.draft))
-                    tracks_shown = True
-                else:
-                    self.output.write(say("see_tracks", self.language))
-            elif action == "credits":
-                if self.settings.auto_actions:
-                    self.credits()
-                else:
-                    self.output.write(say("see_credits", self.language))
-
-    def _suggested_export(self, name: str) -> None:
-        if self.settings.auto_actions and self.settings.auto_export:
-            self.exports.export(ExportArgs(session=name))
-            return
-        option = "" if name == DEFAULT_SESSION else f" --session {name}"
-        self.output.write(say("ready_to_export", self.language, option=option))
 
     # -- line commands ---------------------------------------------------------------------
 
@@ -770,22 +568,6 @@ class Workspace:
         )
 
 
-class _TurnCredits:
-    """What one turn spent: the balance before it, settled once after it."""
-
-    def __init__(self, spending: Spending) -> None:
-        self._spending = spending
-        self._before = spending.balance_before()
-        self._settled = False
-        self._spent: int | None = None
-
-    def settle(self) -> int | None:
-        if not self._settled:
-            self._settled = True
-            self._spent = self._spending.settle(self._before)
-        return self._spent
-
-
 #: The address a local replay names (it sends nothing: the cassette answers by path).
 LOCAL_REPLAY_URL = "http://127.0.0.1"
 
@@ -803,15 +585,6 @@ def _cassette_choice(record: str | None, replay: str | None) -> dict[str, str] |
 
 def _environment_api_url(env: Mapping[str, str] | None) -> str:
     return resolve_settings(env=env).api_url
-
-
-def _answer_hint(question: Question, name: str, language: str) -> str:
-    """How to answer the agent's question from the notebook."""
-    option = "" if name == DEFAULT_SESSION else f" --session {name}"
-    if not question.options:
-        return say("answer_hint", language, option=option)
-    example = min(2, len(question.options))
-    return say("answer_hint_options", language, option=option, example=example)
 
 
 def _one_line(text: str, limit: int = 160) -> str:

@@ -20,7 +20,7 @@ CORE = {
     "_text_merge", "_tool_calls", "_turns", "_version",
 }  # fmt: skip
 NOTEBOOK = {
-    "_background", "_export_desk", "_job_tracker", "_jobs_desk", "_spending",
+    "_background", "_export_desk", "_job_tracker", "_jobs_desk", "_spending", "_turn_desk",
     "_commands", "_display", "_magics", "_markdown", "_media_views", "_notebook_words", "_panel",
     "_panel_turn", "_panel_views", "_transcript", "_turn_view", "_workflows", "_workspace",
 }  # fmt: skip
