@@ -143,9 +143,7 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interacti
     with capture_output():
         ip.run_line_magic("load_ext", "nemo_notebook")
     yield ip
-    with capture_output():
-        ip.run_line_magic("nemo", "connect --local")  # closes what a test left open
-    ip.run_line_magic("unload_ext", "nemo_notebook")
+    ip.run_line_magic("unload_ext", "nemo_notebook")  # closes the connection
     ip.user_ns.pop("_nemo", None)
 
 
