@@ -132,8 +132,8 @@ class BatchResult:
 def read_batch_csv(path: str | Path) -> list[BatchRow]:
     """The rows of a CSV file with a ``prompt`` column (and an optional ``input`` column); a
     relative ``input`` path is taken from the CSV file's folder."""
-    folder = str(Path(path).expanduser().resolve().parent)
     source = Path(path).expanduser()
+    folder = str(source.resolve().parent)
     with source.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = {name.strip().lower() for name in reader.fieldnames or ()}

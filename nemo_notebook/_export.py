@@ -3,6 +3,7 @@ once, and its output downloaded atomically (with the proxy download as the fallb
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -237,7 +238,7 @@ class RenderJob:
         last_error: NemoError | None = None
         for url in urls:
             try:
-                _write_atomically(target, self._connection, url)
+                write_atomically(target, functools.partial(_copy_stream, self._connection, url))
                 return target
             except (LimitExceededError, CassetteMissError):  # the other address cannot help
                 raise
@@ -256,10 +257,6 @@ def _download_target(path: str | os.PathLike[str] | None, job_id: str, fmt: str)
         target = target / f"{name}.{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
     return target
-
-
-def _write_atomically(target: Path, connection: Connection, url: str) -> None:
-    write_atomically(target, lambda handle: _copy_stream(connection, url, handle))
 
 
 def _copy_stream(connection: Connection, url: str, handle: BinaryIO) -> None:

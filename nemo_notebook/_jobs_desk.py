@@ -79,7 +79,8 @@ class JobsDesk:
 
     def announce(self, job_id: int | None) -> None:
         """Say in the cell that its work goes on in the background, as job ``job_id``."""
-        started = say("background_started", self._language, job=job_id if job_id else -1)
+        number = job_id if job_id is not None else -1
+        started = say("background_started", self._language, job=number)
         if self.ws.output.live:
             self.ws.output.display(NoteView(started.strip()))
         else:
@@ -190,9 +191,11 @@ class JobsDesk:
             return None
         if isinstance(running.result, Path):
             self.ws.exports.show(running.result, self.ws.exports.embed_choice(running.result))
-        elif isinstance(running.result, Reply):  # the reply again, as a cell in the foreground
-            self.ws.turns.show_said(running.result)  # shows it: a notebook saved by a script keeps
-            self.ws.turns.show_reply_extras(running.result, running.session_name or "main")  # it
+        elif isinstance(running.result, Reply):
+            # the reply again, as a foreground cell shows it: a notebook saved by a script
+            # (which sees no background updates) keeps it
+            self.ws.turns.show_said(running.result)
+            self.ws.turns.show_reply_extras(running.result, running.session_name or "main")
         return running.result
 
     def _show_finished(self, record: JobRecord) -> object:

@@ -116,6 +116,10 @@ class TurnDesk:
         said = "\n".join([reply.text.strip(), *option_lines(options)]).strip()
         if said:
             self.ws.output.write(said + "\n")
+        self._write_spent(spent)
+
+    def _write_spent(self, spent: str) -> None:
+        """What a turn spent, as a line of plain text (terminals)."""
         if spent:
             self.ws.output.write(f"· {spent}\n")
 
@@ -141,9 +145,7 @@ class TurnDesk:
         turn's ``record``), plain in a terminal."""
         if not self.ws.output.live:
             plain = self._stream_plain(session, text)
-            spent = self._spent_words(meter.settle())
-            if spent:
-                self.ws.output.write(f"· {spent}\n")
+            self._write_spent(self._spent_words(meter.settle()))
             return plain
         view = view or self.live_view()
         try:
@@ -227,7 +229,7 @@ class TurnDesk:
         if self.ws.settings.auto_actions and self.ws.settings.auto_export:
             self.ws.exports.export(ExportArgs(session=name))
             return
-        option = "" if name == DEFAULT_SESSION else f" --session {name}"
+        option = _session_option(name)
         self.ws.output.write(say("ready_to_export", self.ws.language, option=option))
 
 
@@ -247,9 +249,14 @@ class _TurnCredits:
         return self._spent
 
 
+def _session_option(name: str) -> str:
+    """`` --session NAME`` for a command that must name the session (not the default one)."""
+    return "" if name == DEFAULT_SESSION else f" --session {name}"
+
+
 def _answer_hint(question: Question, name: str, language: str) -> str:
     """How to answer the agent's question from the notebook."""
-    option = "" if name == DEFAULT_SESSION else f" --session {name}"
+    option = _session_option(name)
     if not question.options:
         return say("answer_hint", language, option=option)
     example = min(2, len(question.options))
