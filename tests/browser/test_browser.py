@@ -641,23 +641,28 @@ def _code_cell_index(sources: list[str], starts_with: str) -> int:
     raise AssertionError(f"no code cell starts with {starts_with!r} in {sources}")
 
 
-def _save_replay_shot(locator: Any, name: str) -> Path:
+def _save_replay_shot(locator: Any, name: str, theme: str) -> Path:
     """A screenshot of an element of the replayed tutorial, kept for people to look at."""
-    folder = artifacts_dir() / "replay"
+    folder = artifacts_dir() / "replay" / _safe(theme)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.png"
     locator.screenshot(path=str(target))
     return target
 
 
+@pytest.mark.parametrize("theme", [LIGHT_THEME, DARK_THEME], ids=["light", "dark"])
 def test_replay_tutorial_runs_offline_plays_the_recorded_video_and_names_a_miss(
-    lab: LabPage, workdir: Path
+    lab: LabPage, workdir: Path, theme: str, request: pytest.FixtureRequest
 ) -> None:
-    """Tutorial 08 replays its cassette with no server: the recorded replies, tracks and MP4
-    (linked, playing, the recorded bytes), and its last cell, tagged raises-exception, fails
-    with one short CassetteMissError, not a traceback."""
+    """Tutorial 08 replays its cassette with no server: the recorded replies (status lines and
+    footer readable in either theme), tracks and MP4 (linked, playing, the recorded bytes), and
+    its last cell, tagged raises-exception, fails with one short CassetteMissError, not a
+    traceback."""
     import hashlib
     import shutil
+
+    set_theme(lab.server, theme)
+    request.addfinalizer(lambda: set_theme(lab.server, LIGHT_THEME))
 
     notebook = copy_tutorial(REPLAY_TUTORIAL, workdir)
     shutil.copytree(NOTEBOOKS / "cassettes", workdir / "cassettes")  # copy_tutorial leaves it
@@ -687,6 +692,9 @@ def test_replay_tutorial_runs_offline_plays_the_recorded_video_and_names_a_miss(
     statuses = [text.strip() for text in reply.locator(".nemo-status").all_inner_texts()]
     assert "· generating image…" in statuses and "· adding title…" in statuses, statuses
     expect(reply.locator(".nemo-footer")).to_have_text(REPLAY_FOOTER)
+    for what in (".nemo-footer", ".nemo-status"):
+        ratio = reply.locator(what).first.evaluate(CONTRAST_JS)
+        assert ratio >= 4.5, f"{what} has a contrast of {ratio:.2f} in {theme}"
     expect(turn.locator("img").first).to_be_visible()
 
     table = lab.watch("tracks table", lab.code_cell_outputs(panel, tracks).locator("table"))
@@ -722,5 +730,5 @@ def test_replay_tutorial_runs_offline_plays_the_recorded_video_and_names_a_miss(
 
     shots = {"generate-cell": turn, "export-cell": exported, "miss-cell": failed}
     for name, locator in shots.items():
-        _save_replay_shot(locator, name)
+        _save_replay_shot(locator, name, theme)
     assert_no_console_errors(lab)
